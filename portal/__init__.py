@@ -1,0 +1,1 @@
+"""SMART on FHIR patient portal and personal health record."""

@@ -1,0 +1,67 @@
+"""The one place where Flask extensions are created."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response, g
+from flask_wtf.csrf import CSRFProtect
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from portal.db import make_engine, make_sessionmaker
+
+
+class Database:
+    """Engine per app and one session per request, committed once after the view succeeds.
+
+    Views and domain code only flush; a failed commit becomes a 500 instead of a silent loss.
+    """
+
+    def __init__(self, url_key: str = "DATABASE_URL", name: str = "db") -> None:
+        self.url_key = url_key
+        self.name = name
+
+    def init_app(self, app: Flask, engine: Engine | None = None) -> None:
+        engine = engine or make_engine(app.config[self.url_key])
+        app.extensions[self.name] = (engine, make_sessionmaker(engine))
+        app.after_request(self._commit)
+        app.teardown_appcontext(self._close)
+
+    def engine(self, app: Flask) -> Engine:
+        engine: Engine = app.extensions[self.name][0]
+        return engine
+
+    def sessionmaker(self, app: Flask) -> sessionmaker[Session]:
+        factory: sessionmaker[Session] = app.extensions[self.name][1]
+        return factory
+
+    @property
+    def session(self) -> Session:
+        from flask import current_app
+
+        key = f"_{self.name}_session"
+        session: Session | None = g.get(key)
+        if session is None:
+            session = self.sessionmaker(current_app)()
+            setattr(g, key, session)
+        return session
+
+    def _commit(self, response: Response) -> Response:
+        session: Session | None = g.get(f"_{self.name}_session")
+        if session is not None:
+            if response.status_code < 400:
+                session.commit()
+            else:
+                session.rollback()
+        return response
+
+    def _close(self, _exc: Any) -> None:
+        session: Session | None = g.pop(f"_{self.name}_session", None)
+        if session is not None:
+            session.rollback()
+            session.close()
+
+
+db = Database()
+csrf = CSRFProtect()

@@ -1,0 +1,1 @@
+"""The sandbox's FHIR store: loading bundles, indexing for search, searching."""

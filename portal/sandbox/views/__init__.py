@@ -1,0 +1,1 @@
+"""Sandbox EHR HTTP endpoints."""

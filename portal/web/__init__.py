@@ -1,0 +1,1 @@
+"""HTTP layer: blueprints, forms, htmx helpers, error pages."""

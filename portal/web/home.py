@@ -1,0 +1,25 @@
+"""The portal's front page."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask import Blueprint, current_app, render_template
+
+from portal.extensions import db
+from portal.models import EhrServer
+
+bp = Blueprint("home", __name__)
+
+
+@bp.get("/")
+def index() -> str:
+    ehrs = db.session.scalars(sa.select(EhrServer).order_by(EhrServer.name)).all()
+    return render_template(
+        "web/home.html", ehrs=ehrs, demo_links=current_app.config.get("DEMO_LINKS", [])
+    )
+
+
+@bp.get("/healthz")
+def healthz() -> dict[str, str]:
+    db.session.execute(sa.text("SELECT 1"))
+    return {"status": "ok"}
