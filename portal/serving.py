@@ -1,0 +1,40 @@
+"""Serving several WSGI apps from one process (the demo: portal + sandbox EHRs)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from flask import Flask
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+
+class RedactingRequestHandler(WSGIRequestHandler):
+    """Access log without query strings: they carry OAuth codes, states and launch ids."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        path = self.path.split("?", 1)[0]
+        self.log("info", '"%s %s" %s %s', self.command, path, code, size)
+
+
+def serve_all(apps: Sequence[tuple[str, int, Flask]]) -> None:
+    """Serve each (host, port, app) in its own thread until SIGINT/SIGTERM."""
+    servers: list[BaseWSGIServer] = [
+        make_server(host, port, app, threaded=True, request_handler=RedactingRequestHandler)
+        for host, port, app in apps
+    ]
+    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in servers]
+    for t in threads:
+        t.start()
+    stop = threading.Event()
+
+    def _stop(_sig: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    stop.wait()
+    for s in servers:
+        s.shutdown()

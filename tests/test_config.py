@@ -1,0 +1,59 @@
+"""Configuration: defaults, environment overrides, secret handling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from portal.app import create_app
+from portal.config import ConfigError, is_strong_secret
+
+STRONG = "k3y-" + "aZ9x8Yb7Wc6Vd5Ue4Tf3Sg2Rh1Qi0Pj" * 2
+
+
+def test_development_key_is_generated_once_and_kept(instance_dir: Path) -> None:
+    first = create_app({"DATABASE_URL": "sqlite://"}).config["SECRET_KEY"]
+    second = create_app({"DATABASE_URL": "sqlite://"}).config["SECRET_KEY"]
+    assert first == second
+    assert is_strong_secret(first)
+    key_file = instance_dir / "secret_key"
+    assert key_file.read_text().strip() == first
+    assert key_file.stat().st_mode & 0o077 == 0  # readable by the owner only
+
+
+@pytest.mark.parametrize("key", [None, "", "dev", "short-key", "a" * 64, "changeme" * 5])
+def test_production_refuses_missing_or_weak_key(key: str | None) -> None:
+    with pytest.raises(ConfigError):
+        create_app({"ENV": "production", "SECRET_KEY": key, "DATABASE_URL": "sqlite://"})
+
+
+def test_production_accepts_strong_key_and_secures_cookies() -> None:
+    app = create_app({"ENV": "production", "SECRET_KEY": STRONG, "DATABASE_URL": "sqlite://"})
+    assert app.config["SECRET_KEY"] == STRONG
+    assert app.config["SESSION_COOKIE_SECURE"] is True
+    assert app.config["SESSION_COOKIE_HTTPONLY"] is True
+    assert app.config["SESSION_COOKIE_SAMESITE"] == "Lax"
+
+
+def test_environment_overrides_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PORTAL_DATABASE_URL", "sqlite:///from-env.db")
+    monkeypatch.setenv("PORTAL_PUBLIC_URL", "https://portal.example.org")
+    app = create_app()
+    assert app.config["DATABASE_URL"] == "sqlite:///from-env.db"
+    assert app.config["PUBLIC_URL"] == "https://portal.example.org"
+
+
+def test_instance_config_file_is_read(instance_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (instance_dir / "config.py").write_text('PUBLIC_URL = "https://from-instance.example"\n')
+    try:
+        assert create_app().config["PUBLIC_URL"] == "https://from-instance.example"
+        monkeypatch.setenv("PORTAL_PUBLIC_URL", "https://env-wins.example")
+        assert create_app().config["PUBLIC_URL"] == "https://env-wins.example"
+    finally:
+        (instance_dir / "config.py").unlink()
+
+
+def test_default_database_is_sqlite_in_instance(instance_dir: Path) -> None:
+    app = create_app()
+    assert app.config["DATABASE_URL"] == f"sqlite:///{instance_dir / 'portal.db'}"
