@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import click
-from flask import current_app
+from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 
 from portal.app import create_app
@@ -81,7 +81,7 @@ def sandbox_group() -> None:
     """The sandbox EHR (demo and tests only)."""
 
 
-def _instance(slug: str, port: int):  # type: ignore[no-untyped-def]
+def _instance(slug: str, port: int) -> Flask:
     from portal.sandbox.setup import build_instance, demo_instances
 
     for spec in demo_instances():
