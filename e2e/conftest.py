@@ -35,6 +35,7 @@ CHROMIUM_ARGS = [
 # A redirect URI nobody serves: the browser test intercepts it, as an app's callback would.
 E2E_CLIENT_ID = "e2e-app"
 E2E_REDIRECT = "http://127.0.0.1:9/e2e/callback"
+E2E_LAUNCH = "http://127.0.0.1:9/e2e/launch"
 PHONE = {"width": 390, "height": 844}
 
 
@@ -116,6 +117,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
             "E2E test app",
             "--redirect-uri",
             E2E_REDIRECT,
+            "--launch-url",
+            E2E_LAUNCH,
             "--scope",
             "openid fhirUser launch launch/patient offline_access patient/*.rs",
         ],
