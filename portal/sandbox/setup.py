@@ -21,6 +21,8 @@ from portal.sandbox.models import FhirResource
 log = logging.getLogger(__name__)
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
+# Apps registered from configuration: a JSON list in the instance folder (see README).
+CLIENTS_FILE = "sandbox-clients.json"
 # What the portal may ask of a demo EHR: every v1/v2 patient scope, identity, refresh, launch.
 PORTAL_CLIENT_SCOPE = (
     "openid fhirUser profile launch launch/patient launch/encounter "
@@ -65,6 +67,9 @@ def build_instance(spec: InstanceSpec, port: int, host: str = "127.0.0.1", **con
         }
     )
     load_patients(app, spec)
+    clients_file = Path(app.instance_path) / CLIENTS_FILE
+    if clients_file.exists():
+        register_configured_clients(app, clients_file)
     return app
 
 
@@ -100,3 +105,24 @@ def register_portal(app: Flask, portal_url: str, client_id: str = "portal") -> N
 
 def _bundle(name: str) -> Path:
     return DATA_DIR / f"{name}.json.gz"
+
+
+def register_configured_clients(app: Flask, path: Path) -> int:
+    """Register the apps listed in a clients file for this instance; returns how many.
+
+    Each entry takes register_client's keyword arguments, plus optional `instances`: the
+    slugs it applies to (default: every instance).
+    """
+    entries = json.loads(path.read_text())
+    if not isinstance(entries, list):
+        raise ValueError(f"{path}: expected a JSON list of clients")
+    count = 0
+    with app.app_context(), transaction(sdb.sessionmaker(app)) as session:
+        for entry in entries:
+            entry = dict(entry)
+            slugs = entry.pop("instances", None)
+            if slugs is not None and app.config["SLUG"] not in slugs:
+                continue
+            register_client(session, **entry)
+            count += 1
+    return count
