@@ -17,8 +17,17 @@ from sqlalchemy.orm import Session
 from portal.db import utcnow
 from portal.sandbox.models import FhirHistory, FhirResource, FhirToken
 
-# Where each type points at its patient (first match wins).
+# Where each type points at its patient (first match wins), after the R4 Patient compartment
+# definition; element paths are dotted, lists are walked.
 PATIENT_REFERENCE_PATHS = ("subject", "patient", "beneficiary", "individual")
+TYPE_PATIENT_PATHS: dict[str, tuple[str, ...]] = {
+    "Appointment": ("participant.actor",),
+    "CareTeam": ("subject", "participant.member"),
+    "Communication": ("subject", "sender", "recipient"),
+    "Coverage": ("beneficiary", "subscriber", "policyHolder", "payor"),
+    "DocumentReference": ("subject", "author"),
+    "Provenance": ("target",),
+}
 
 # Token search parameters: param -> element holding CodeableConcept(s) / Coding(s) / code.
 TOKEN_PARAMS: dict[str, tuple[str, ...]] = {
@@ -30,6 +39,7 @@ TOKEN_PARAMS: dict[str, tuple[str, ...]] = {
     "intent": ("intent",),
     "type": ("type",),
     "identifier": ("identifier",),
+    "lifecycle-status": ("lifecycleStatus",),
 }
 
 # Elements searched by `date`, in order of preference.
@@ -52,6 +62,10 @@ DATE_ELEMENTS = (
     "billablePeriod",
     "sent",
     "start",
+    "occurredDateTime",
+    "occurredPeriod",
+    "recorded",
+    "startDate",
 )
 
 
@@ -106,6 +120,7 @@ def load_bundle(
     result = LoadResult()
     existing = _existing_keys(session, entries)
     now = utcnow()
+    rows: list[dict[str, Any]] = []
     for entry in entries:
         resource = _resolve_references(entry["resource"], urn_map)
         rtype, rid = resource["resourceType"], resource["id"]
@@ -115,38 +130,91 @@ def load_bundle(
         if (rtype, rid) in existing:
             continue
         existing.add((rtype, rid))
-        add_resource(session, resource, now)
-    session.flush()
+        rows.append(_resource_row(resource, now))
+    _bulk_insert(session, rows)
     return result
+
+
+def _bulk_insert(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert resources, their tokens and history rows in a few multi-row statements.
+
+    The ORM unit of work costs more than the JSON itself for thousands of small objects.
+    """
+    if not rows:
+        return
+    session.flush()  # anything pending goes first, so the statements below see it
+    pks = session.scalars(
+        sa.insert(FhirResource)
+        .execution_options(render_nulls=True)
+        .returning(FhirResource.pk, sort_by_parameter_order=True),
+        [{k: v for k, v in row.items() if k != "tokens"} | {"version_id": 1} for row in rows],
+    ).all()
+    tokens = [
+        {"resource_pk": pk, "param": p, "system": s, "code": c}
+        for pk, row in zip(pks, rows, strict=True)
+        for p, s, c in row["tokens"]
+    ]
+    # RETURNING makes SQLAlchemy batch the rows into multi-row VALUES (insertmanyvalues) on
+    # every backend; a plain executemany is one statement per row on psycopg.
+    if tokens:
+        session.execute(
+            sa.insert(FhirToken).execution_options(render_nulls=True).returning(FhirToken.id),
+            tokens,
+        )
+    session.execute(
+        sa.insert(FhirHistory).returning(FhirHistory.version_id),
+        [
+            {
+                "resource_type": row["resource_type"],
+                "resource_id": row["resource_id"],
+                "version_id": 1,
+                "content": row["content"],
+            }
+            for row in rows
+        ],
+    )
+
+
+def _resource_row(resource: dict[str, Any], when: datetime) -> dict[str, Any]:
+    """Column values of a new resource at version 1 (meta set), plus its token rows."""
+    resource = with_meta(resource, 1, when)
+    return {
+        "resource_type": resource["resourceType"],
+        "resource_id": resource["id"],
+        "last_updated": when,
+        "content": resource,
+        "tokens": index_tokens(resource),
+        **index_columns(resource),
+    }
+
+
+def with_meta(resource: dict[str, Any], version: int, when: datetime) -> dict[str, Any]:
+    """A copy of `resource` whose meta carries the server's versionId and lastUpdated."""
+    return {
+        **resource,
+        "meta": {
+            **resource.get("meta", {}),
+            "versionId": str(version),
+            "lastUpdated": when.isoformat().replace("+00:00", "Z"),
+        },
+    }
 
 
 def add_resource(
     session: Session, resource: dict[str, Any], when: datetime | None = None
 ) -> FhirResource:
     """Insert a new resource at version 1 with its search index and history row."""
-    when = when or utcnow()
-    resource = dict(resource)
-    resource["meta"] = {
-        **resource.get("meta", {}),
-        "versionId": "1",
-        "lastUpdated": when.isoformat().replace("+00:00", "Z"),
-    }
-    row = FhirResource(
-        resource_type=resource["resourceType"],
-        resource_id=resource["id"],
-        version_id=1,
-        last_updated=when,
-        content=resource,
-        **index_columns(resource),
-    )
-    row.tokens = [FhirToken(param=p, system=s, code=c) for p, s, c in index_tokens(resource)]
+    values = _resource_row(resource, when or utcnow())
+    tokens = values.pop("tokens")
+    row = FhirResource(version_id=1, **values)
+    row.tokens = [FhirToken(param=p, system=s, code=c) for p, s, c in tokens]
     session.add(row)
     session.add(
         FhirHistory(
             resource_type=row.resource_type,
             resource_id=row.resource_id,
             version_id=1,
-            content=resource,
+            content=row.content,
         )
     )
     return row
@@ -181,15 +249,27 @@ def patient_of(resource: dict[str, Any]) -> str | None:
     """The id of the patient whose compartment holds this resource, if any."""
     if resource["resourceType"] == "Patient":
         return str(resource["id"])
-    for path in PATIENT_REFERENCE_PATHS:
-        ref = (resource.get(path) or {}).get("reference", "")
-        if isinstance(ref, str) and ref.startswith("Patient/"):
-            return ref.split("/", 1)[1]
-    for participant in resource.get("participant", []):  # Appointment
-        ref = (participant.get("actor") or {}).get("reference", "")
-        if ref.startswith("Patient/"):
-            return str(ref.split("/", 1)[1])
+    for path in TYPE_PATIENT_PATHS.get(resource["resourceType"], PATIENT_REFERENCE_PATHS):
+        for ref in references_at(resource, path):
+            if ref.startswith("Patient/"):
+                return ref.split("/", 1)[1]
     return None
+
+
+def references_at(resource: dict[str, Any], path: str) -> list[str]:
+    """The `reference` strings found at a dotted element path, walking lists."""
+    values: list[Any] = [resource]
+    for name in path.split("."):
+        found: list[Any] = []
+        for value in values:
+            item = value.get(name) if isinstance(value, dict) else None
+            found.extend(item if isinstance(item, list) else [item])
+        values = [v for v in found if v is not None]
+    return [
+        v["reference"]
+        for v in values
+        if isinstance(v, dict) and isinstance(v.get("reference"), str)
+    ]
 
 
 def index_columns(resource: dict[str, Any]) -> dict[str, Any]:
@@ -203,8 +283,7 @@ def resource_dates(resource: dict[str, Any]) -> tuple[datetime | None, datetime 
     for name in DATE_ELEMENTS:
         value = resource.get(name)
         if isinstance(value, str):
-            start, end = parse_fhir_date(value)
-            return start, end
+            return parse_fhir_date(value)
         if isinstance(value, dict) and ("start" in value or "end" in value):
             start = parse_fhir_date(value["start"])[0] if value.get("start") else None
             end = parse_fhir_date(value["end"])[1] if value.get("end") else None
