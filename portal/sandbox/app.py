@@ -11,6 +11,7 @@ from flask import Flask
 from portal.config import instance_path, instance_secret
 from portal.sandbox.db import sandbox_engine, sdb
 from portal.sandbox.keys import load_signing_key
+from portal.sandbox.oauth import init_app as init_oauth
 
 HERE = Path(__file__).resolve().parent
 
@@ -57,6 +58,7 @@ def create_sandbox_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["sandbox_signing_key"] = load_signing_key(folder / f"sandbox-{slug}-key.json")
 
     sdb.init_app(app, sandbox_engine(app.config["DATABASE_URL"], app.config["DB_SCHEMA"]))
+    init_oauth(app)
 
     from portal.sandbox.views import admin, fhir, home, oauth
 
