@@ -20,7 +20,7 @@ from portal.extensions import db
 from portal.migrate import upgrade
 
 REPO = Path(__file__).resolve().parent.parent
-WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main").lower()  # names PG schemas
 
 
 def pg_base_url() -> str | None:

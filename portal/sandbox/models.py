@@ -249,7 +249,10 @@ class FhirToken(SandboxBase):
     """One token-search value of a resource (category, code, status, intent, ...)."""
 
     __tablename__ = "sb_resource_token"
-    __table_args__ = (sa.Index("ix_sb_resource_token_lookup", "param", "code", "resource_pk"),)
+    __table_args__ = (
+        sa.Index("ix_sb_resource_token_lookup", "param", "code", "resource_pk"),
+        sa.Index("ix_sb_resource_token_resource", "resource_pk"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     resource_pk: Mapped[int] = mapped_column(sa.ForeignKey("sb_resource.pk", ondelete="CASCADE"))

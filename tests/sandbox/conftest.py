@@ -14,6 +14,7 @@ import pytest
 from flask import Flask
 
 from portal.db import transaction
+from portal.sandbox.accounts import create_demo_users
 from portal.sandbox.app import create_sandbox_app
 from portal.sandbox.db import sdb
 from portal.sandbox.fhir.store import LoadResult, load_bundle, read_bundle_file
@@ -36,6 +37,12 @@ def sandbox_database(slug: str, instance_dir: Path) -> tuple[str, str | None]:
     return f"sqlite:///{path}", None
 
 
+@pytest.fixture(autouse=True)
+def insecure_transport(monkeypatch: pytest.MonkeyPatch) -> None:
+    """authlib refuses plain-http OAuth except on loopback; the test EHR is http://ehr.test."""
+    monkeypatch.setenv("AUTHLIB_INSECURE_TRANSPORT", "1")
+
+
 @pytest.fixture(scope="session")
 def sandbox_app(instance_dir: Path) -> Iterator[Flask]:
     url, schema = sandbox_database("test", instance_dir)
@@ -56,6 +63,7 @@ def sandbox_app(instance_dir: Path) -> Iterator[Flask]:
             name: load_bundle(session, read_bundle_file(DATA / f"{name}.json.gz"))
             for name in TEST_BUNDLES
         }
+        create_demo_users(session)  # as a real instance does (portal.sandbox.setup)
     yield app
     sdb.engine(app).dispose()
 
