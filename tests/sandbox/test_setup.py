@@ -19,6 +19,7 @@ from portal.sandbox.setup import (
     register_portal,
 )
 from tests.sandbox.conftest import DATA, sandbox_database
+from tests.sandbox.tokens import bearer, mint_token
 
 SPEC = InstanceSpec(
     slug="setuptest",
@@ -98,3 +99,39 @@ def test_build_loads_once_copies_under_new_ids_and_registers_apps(instance_dir: 
         assert clients["portal"].redirect_uris == ["http://127.0.0.1:5000/oauth/callback"]
         assert clients["portal"].launch_url == "http://127.0.0.1:5000/launch"
     sdb.engine(app).dispose()
+
+
+def test_writes_survive_a_restart(instance_dir: Path) -> None:
+    url, schema = sandbox_database("restart", instance_dir)
+    spec = InstanceSpec(
+        slug="restart", name="Restart Clinic", bundles=("enda_schaefer",), copies=()
+    )
+    app = build_instance(spec, 5998, DATABASE_URL=url, DB_SCHEMA=schema)
+    patient = "d070e7dd-4d25-4c52-9fb2-78d232e1cf2c"
+    token = mint_token(app, patient)
+    weight = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
+        "subject": {"reference": f"Patient/{patient}"},
+        "valueQuantity": {
+            "value": 21.5,
+            "unit": "kg",
+            "system": "http://unitsofmeasure.org",
+            "code": "kg",
+        },
+    }
+    created = app.test_client().post(
+        "/fhir/Observation",
+        json=weight,
+        headers={**bearer(token), "Content-Type": "application/fhir+json"},
+    )
+    assert created.status_code == 201, created.text
+    new_id = created.json["id"]
+    sdb.engine(app).dispose()
+
+    restarted = build_instance(spec, 5998, DATABASE_URL=url, DB_SCHEMA=schema)
+    read = restarted.test_client().get(f"/fhir/Observation/{new_id}", headers=bearer(token))
+    assert read.status_code == 200
+    assert read.json["valueQuantity"]["value"] == 21.5
+    sdb.engine(restarted).dispose()
