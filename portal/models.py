@@ -7,11 +7,12 @@ registry comes first because every launch starts by checking an `iss` against it
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from portal.db import Base, created_at, intpk, str255
+from portal.db import Base, JSONType, created_at, intpk, str255
 
 
 class EhrServer(Base):
@@ -25,5 +26,169 @@ class EhrServer(Base):
     client_id: Mapped[str255]
     # public | confidential-symmetric | confidential-asymmetric
     client_type: Mapped[str] = mapped_column(sa.String(40), default="public")
+    # confidential-symmetric only; encrypted like the tokens
+    client_secret_enc: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[created_at]
     updated_at: Mapped[datetime | None]
+
+
+class Account(Base):
+    """A person who signs in: a patient (and, later, a caregiver given shared access).
+
+    An account made by an EHR launch has no email or password: it is reached through its
+    EHR connection (the EHR's `patient` and `sub`), never through request parameters.
+    """
+
+    __tablename__ = "account"
+
+    id: Mapped[intpk]
+    email: Mapped[str | None] = mapped_column(sa.String(320), unique=True)
+    password_hash: Mapped[str | None] = mapped_column(sa.String(255))
+    display_name: Mapped[str] = mapped_column(sa.String(200), default="")
+    created_at: Mapped[created_at]
+    last_login_at: Mapped[datetime | None]
+
+    connections: Mapped[list[EhrConnection]] = relationship(
+        back_populates="account", cascade="all, delete-orphan", order_by="EhrConnection.id"
+    )
+
+
+class PasswordReset(Base):
+    """A single-use password reset token (stored as a digest)."""
+
+    __tablename__ = "password_reset"
+
+    id: Mapped[intpk]
+    account_id: Mapped[int] = mapped_column(sa.ForeignKey("account.id", ondelete="CASCADE"))
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    created_at: Mapped[created_at]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+class EhrConnection(Base):
+    """One account's authorised link to one patient record at one EHR.
+
+    Tokens are encrypted with a key from the configuration (never stored in the database).
+    """
+
+    __tablename__ = "ehr_connection"
+    __table_args__ = (sa.UniqueConstraint("account_id", "ehr_server_id", "patient_id"),)
+
+    id: Mapped[intpk]
+    account_id: Mapped[int] = mapped_column(sa.ForeignKey("account.id", ondelete="CASCADE"))
+    ehr_server_id: Mapped[int] = mapped_column(sa.ForeignKey("ehr_server.id"))
+    patient_id: Mapped[str] = mapped_column(sa.String(64))  # the token's `patient`
+    fhir_user: Mapped[str | None] = mapped_column(sa.String(500))
+    subject: Mapped[str | None] = mapped_column(sa.String(255))  # id_token `sub`
+    # active | reconnect_needed | disconnected
+    status: Mapped[str] = mapped_column(sa.String(30), default="active")
+    requested_scope: Mapped[str] = mapped_column(sa.Text, default="")
+    granted_scope: Mapped[str] = mapped_column(sa.Text, default="")
+    access_token_enc: Mapped[str | None] = mapped_column(sa.Text)
+    refresh_token_enc: Mapped[str | None] = mapped_column(sa.Text)
+    token_expires_at: Mapped[datetime | None]
+    # Single-flight refresh: whoever sets this lease refreshes; others wait and reload.
+    refresh_lock_until: Mapped[datetime | None]
+    need_patient_banner: Mapped[bool] = mapped_column(default=True)
+    smart_style_url: Mapped[str | None] = mapped_column(sa.String(500))
+    encounter_id: Mapped[str | None] = mapped_column(sa.String(64))
+    created_at: Mapped[created_at]
+    updated_at: Mapped[datetime | None]
+    last_synced_at: Mapped[datetime | None]
+
+    account: Mapped[Account] = relationship(back_populates="connections")
+    ehr: Mapped[EhrServer] = relationship(lazy="joined")
+
+
+class OAuthTransaction(Base):
+    """An authorization request in flight: state, PKCE verifier and nonce, kept server-side.
+
+    The browser holds only a random binding; `state` must match a row bound to that browser.
+    """
+
+    __tablename__ = "oauth_transaction"
+
+    id: Mapped[intpk]
+    state_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    browser_binding_hash: Mapped[str] = mapped_column(sa.String(64))
+    ehr_server_id: Mapped[int] = mapped_column(sa.ForeignKey("ehr_server.id", ondelete="CASCADE"))
+    account_id: Mapped[int | None] = mapped_column(sa.ForeignKey("account.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(sa.String(20))  # ehr-launch | standalone
+    launch: Mapped[str | None] = mapped_column(sa.String(500))
+    code_verifier_enc: Mapped[str] = mapped_column(sa.Text)
+    nonce: Mapped[str] = mapped_column(sa.String(64))
+    redirect_uri: Mapped[str] = mapped_column(sa.String(500))
+    requested_scope: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[created_at]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+class SyncRun(Base):
+    """One fetch of a connection's record. State lives here, so any worker can show or resume it."""
+
+    __tablename__ = "sync_run"
+    __table_args__ = (sa.Index("ix_sync_run_connection_status", "connection_id", "status"),)
+
+    id: Mapped[intpk]
+    connection_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("ehr_connection.id", ondelete="CASCADE")
+    )
+    # queued | running | complete | incomplete | failed
+    status: Mapped[str] = mapped_column(sa.String(20), default="queued")
+    created_at: Mapped[created_at]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(sa.String(64))
+    # category -> {"fetched": n, "done": bool, "error": str | None}
+    progress: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    since: Mapped[datetime | None]  # _lastUpdated lower bound (re-sync fetches only changes)
+    error: Mapped[str | None] = mapped_column(sa.String(500))  # plain words, no record data
+
+
+class FhirRecord(Base):
+    """A resource as received from an EHR, with the columns the records pages query by."""
+
+    __tablename__ = "fhir_record"
+    __table_args__ = (
+        sa.UniqueConstraint("connection_id", "resource_type", "resource_id"),
+        sa.Index("ix_fhir_record_category", "connection_id", "category", "effective_at"),
+    )
+
+    id: Mapped[intpk]
+    connection_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("ehr_connection.id", ondelete="CASCADE")
+    )
+    resource_type: Mapped[str] = mapped_column(sa.String(64))
+    resource_id: Mapped[str] = mapped_column(sa.String(64))
+    version_id: Mapped[str | None] = mapped_column(sa.String(64))
+    last_updated: Mapped[datetime | None]  # meta.lastUpdated as sent
+    fetched_at: Mapped[datetime]
+    category: Mapped[str] = mapped_column(sa.String(40))  # see portal.phr.classify
+    status: Mapped[str | None] = mapped_column(sa.String(40))
+    code_system: Mapped[str | None] = mapped_column(sa.String(255))
+    code: Mapped[str | None] = mapped_column(sa.String(100))
+    display: Mapped[str | None] = mapped_column(sa.String(500))
+    effective_at: Mapped[datetime | None]
+    raw: Mapped[dict[str, Any]] = mapped_column(JSONType)
+
+
+class QuarantinedResource(Base):
+    """A malformed resource an EHR sent: kept aside and reported, never shown as a record."""
+
+    __tablename__ = "quarantined_resource"
+
+    id: Mapped[intpk]
+    connection_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("ehr_connection.id", ondelete="CASCADE")
+    )
+    sync_run_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("sync_run.id", ondelete="SET NULL")
+    )
+    resource_type: Mapped[str | None] = mapped_column(sa.String(64))
+    resource_id: Mapped[str | None] = mapped_column(sa.String(64))
+    reason: Mapped[str] = mapped_column(sa.String(500))
+    raw: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    fetched_at: Mapped[datetime]

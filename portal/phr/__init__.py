@@ -1,0 +1,1 @@
+"""The personal health record domain. Never imports Flask."""
