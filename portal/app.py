@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask, Response
 
 from portal.config import instance_path, load_config
-from portal.extensions import csrf, db
+from portal.extensions import csrf, db, limiter
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,10 +26,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     load_config(app, dict(config) if config else None)
     db.init_app(app)
     csrf.init_app(app)
+    limiter.init_app(app)
 
-    from portal.web import errors, home
+    from portal.web import accounts, errors, home
 
     app.register_blueprint(home.bp)
+    app.register_blueprint(accounts.bp)
     errors.register(app)
     app.after_request(security_headers)
     return app

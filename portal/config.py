@@ -27,6 +27,11 @@ DEFAULTS: dict[str, Any] = {
     "SESSION_COOKIE_SAMESITE": "Lax",
     "SESSION_COOKIE_SECURE": False,
     "PUBLIC_URL": "http://127.0.0.1:5000",
+    "RATELIMIT_STORAGE_URI": "memory://",
+    "RATELIMIT_HEADERS_ENABLED": True,
+    "SIGNIN_RATE_LIMIT": "10 per minute",
+    # Where password-reset links go: "console" (development) or "outbox" (tests).
+    "MAIL_BACKEND": "console",
 }
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, Response, g
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -65,3 +67,5 @@ class Database:
 
 db = Database()
 csrf = CSRFProtect()
+# Storage from RATELIMIT_STORAGE_URI (memory:// by default; redis:// in production).
+limiter = Limiter(key_func=get_remote_address)

@@ -1,0 +1,1 @@
+"""Portal accounts: sign-up, sign-in and password reset. Never imports Flask."""
