@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 
 from portal.app import create_app
 from portal.config import ConfigError, is_strong_secret
@@ -29,7 +30,14 @@ def test_production_refuses_missing_or_weak_key(key: str | None) -> None:
 
 
 def test_production_accepts_strong_key_and_secures_cookies() -> None:
-    app = create_app({"ENV": "production", "SECRET_KEY": STRONG, "DATABASE_URL": "sqlite://"})
+    app = create_app(
+        {
+            "ENV": "production",
+            "SECRET_KEY": STRONG,
+            "DATABASE_URL": "sqlite://",
+            "TOKEN_KEYS": Fernet.generate_key().decode(),
+        }
+    )
     assert app.config["SECRET_KEY"] == STRONG
     assert app.config["SESSION_COOKIE_SECURE"] is True
     assert app.config["SESSION_COOKIE_HTTPONLY"] is True
@@ -57,3 +65,8 @@ def test_instance_config_file_is_read(instance_dir: Path, monkeypatch: pytest.Mo
 def test_default_database_is_sqlite_in_instance(instance_dir: Path) -> None:
     app = create_app()
     assert app.config["DATABASE_URL"] == f"sqlite:///{instance_dir / 'portal.db'}"
+
+
+def test_production_refuses_to_start_without_token_keys() -> None:
+    with pytest.raises(ConfigError, match="TOKEN_KEYS"):
+        create_app({"ENV": "production", "SECRET_KEY": STRONG, "DATABASE_URL": "sqlite://"})

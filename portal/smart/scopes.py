@@ -128,3 +128,20 @@ def granted_sections(scope: str) -> set[str]:
 def missing_sections(scope: str) -> set[str]:
     """Records sections the EHR or the patient did not share."""
     return set(SECTION_SOURCES) - granted_sections(scope)
+
+
+def can_read(grants: list[Grant], resource_type: str) -> bool:
+    """Whether the grants allow reading this type by id (any category restriction aside)."""
+    return any(g.resource_type in ("*", resource_type) and g.can_read for g in grants)
+
+
+def granted_categories(grants: list[Grant], resource_type: str) -> frozenset[str] | None:
+    """Categories of this type the grants allow searching; None: every category."""
+    found: set[str] = set()
+    for g in grants:
+        if g.resource_type not in ("*", resource_type) or not g.can_search:
+            continue
+        if g.categories is None:
+            return None
+        found |= g.categories
+    return frozenset(found)

@@ -1,0 +1,457 @@
+"""SMART App Launch authorization: the request, the callback, code exchange, refresh, revocation.
+
+authlib's httpx OAuth2Client does the HTTP; this module adds SMART's rules: state, PKCE
+verifier and nonce kept server-side (state and browser binding as digests, the verifier
+encrypted), single-use transactions bound to one browser, the code exchanged only at the
+token endpoint of the EHR the transaction was started with, and a checked token response.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+from authlib.common.urls import add_params_to_qs
+from authlib.integrations.base_client import OAuthError
+from authlib.integrations.httpx_client import OAuth2Client
+from joserfc import jwt
+from sqlalchemy.orm import Session
+
+from portal.db import utcnow
+from portal.models import EhrServer, OAuthTransaction
+from portal.smart import scopes
+from portal.smart.crypto import digest
+from portal.smart.discovery import SmartConfiguration, discover
+from portal.smart.errors import (
+    AuthorizationDenied,
+    ConfigurationError,
+    EhrUnavailable,
+    StateError,
+    TokenError,
+)
+from portal.smart.idtoken import validate_id_token
+from portal.smart.keys import ASSERTION_ALG
+from portal.smart.settings import SmartSettings, resolve
+
+log = logging.getLogger(__name__)
+
+KINDS = ("ehr-launch", "standalone")
+TRANSACTION_LIFETIME = timedelta(minutes=10)
+ASSERTION_LIFETIME = 300  # SMART: a client assertion expires within five minutes
+PRIVATE_KEY_JWT = "private_key_jwt"
+
+
+@dataclass
+class LaunchResult:
+    """What a completed authorization gave us; tokens are plain here, so never log this."""
+
+    ehr_id: int
+    kind: str
+    account_id: int | None  # standalone: the account that started it
+    patient: str
+    fhir_user: str | None
+    sub: str | None
+    requested_scope: str
+    granted_scope: str
+    access_token: str = field(repr=False)
+    refresh_token: str | None = field(repr=False)
+    expires_at: datetime | None
+    need_patient_banner: bool = True
+    smart_style_url: str | None = None
+    encounter: str | None = None
+    fhir_context: list[Any] = field(default_factory=list)
+    id_token_claims: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def missing_sections(self) -> set[str]:
+        """Records sections the patient or the EHR did not share (the page says why)."""
+        return scopes.missing_sections(self.granted_scope)
+
+
+def new_browser_binding() -> str:
+    """A random value for the browser's session cookie; transactions are bound to it."""
+    return secrets.token_urlsafe(32)
+
+
+# --- the authorization request -------------------------------------------------------------------
+
+
+def begin(
+    session: Session,
+    ehr: EhrServer,
+    *,
+    kind: str = "standalone",
+    launch: str | None = None,
+    account_id: int | None = None,
+    redirect_uri: str,
+    browser_binding: str,
+    settings: SmartSettings | None = None,
+) -> str:
+    """Start an authorization: store the transaction, return the EHR's authorize URL."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}")
+    if kind == "ehr-launch" and not launch:
+        raise ValueError("an EHR launch needs the `launch` parameter")
+    if kind == "standalone":
+        launch = None
+    if not browser_binding:
+        raise ValueError("a browser binding is required")
+    settings = resolve(settings)
+    config = discover(ehr.fhir_base, settings=settings)
+    scope = scopes.requested_scope(list(config.capabilities), ehr_launch=kind == "ehr-launch")
+    state = secrets.token_urlsafe(32)  # 256 bits
+    verifier = secrets.token_urlsafe(64)  # 86 characters, within PKCE's 43..128
+    nonce = secrets.token_urlsafe(32)
+    now = utcnow()
+    session.execute(
+        sa.delete(OAuthTransaction).where(OAuthTransaction.expires_at < now - timedelta(hours=1))
+    )
+    session.add(
+        OAuthTransaction(
+            state_hash=digest(state),
+            browser_binding_hash=digest(browser_binding),
+            ehr_server_id=ehr.id,
+            account_id=account_id,
+            kind=kind,
+            launch=launch,
+            code_verifier_enc=settings.cipher.encrypt(verifier),
+            nonce=nonce,
+            redirect_uri=redirect_uri,
+            requested_scope=scope,
+            created_at=now,
+            expires_at=now + TRANSACTION_LIFETIME,
+        )
+    )
+    session.flush()
+    params: dict[str, str] = {"aud": ehr.fhir_base, "nonce": nonce}
+    if launch:
+        params["launch"] = launch
+    with oauth_client(ehr, config, settings, redirect_uri=redirect_uri) as client:
+        url, _ = client.create_authorization_url(
+            config.authorization_endpoint,
+            state=state,
+            code_verifier=verifier,
+            scope=scope,
+            **params,
+        )
+    log.info("authorization started for EHR %s (%s)", ehr.id, kind)
+    return str(url)
+
+
+# --- the callback -------------------------------------------------------------------------------
+
+
+def complete(
+    session: Session,
+    *,
+    state: str | None,
+    code: str | None,
+    error: str | None = None,
+    error_description: str | None = None,
+    browser_binding: str | None,
+    redirect_uri: str,
+    iss: str | None = None,
+    settings: SmartSettings | None = None,
+) -> LaunchResult:
+    """Finish an authorization from the callback's parameters, or raise a SmartError.
+
+    The transaction is spent in a unit of work of its own (it stays spent whatever the
+    request does next), so call this before writing anything else in `session`.
+    """
+    settings = resolve(settings)
+    tx = _transaction(session, state, browser_binding)
+    if not hmac.compare_digest(tx.redirect_uri, redirect_uri):
+        raise StateError("callback reached at another redirect URI than the request named")
+    if not _consume(session, tx.id):
+        raise StateError("state already used or expired")
+    ehr = session.get(EhrServer, tx.ehr_server_id)
+    if ehr is None:
+        raise StateError("the EHR of this transaction is no longer registered")
+    if error:
+        raise AuthorizationDenied(error, error_description)
+    if not code:
+        raise TokenError("callback without code or error")
+    config = discover(ehr.fhir_base, settings=settings)
+    if iss is not None and iss not in (config.issuer, ehr.fhir_base):
+        # RFC 9207: the callback names the issuer; a different one is a mix-up attack.
+        raise TokenError("callback iss is not the EHR this transaction was started with")
+    verifier = settings.cipher.decrypt(tx.code_verifier_enc)
+    token = _exchange(
+        ehr, config, settings, code=code, verifier=verifier, redirect_uri=redirect_uri
+    )
+    result = _result(ehr, tx, config, settings, token)
+    log.info("authorization completed for EHR %s", ehr.id)
+    return result
+
+
+def _transaction(session: Session, state: str | None, binding: str | None) -> OAuthTransaction:
+    if not state or not binding:
+        raise StateError("missing state or browser binding")
+    tx = session.scalar(
+        sa.select(OAuthTransaction).where(OAuthTransaction.state_hash == digest(state))
+    )
+    if tx is None:
+        raise StateError("unknown state")
+    if not hmac.compare_digest(tx.browser_binding_hash, digest(binding)):
+        raise StateError("state is bound to another browser")
+    if tx.used_at is not None:
+        raise StateError("state already used")
+    if tx.expires_at <= utcnow():
+        raise StateError("state expired")
+    return tx
+
+
+def _consume(session: Session, tx_id: int) -> bool:
+    """Mark the transaction used, atomically and durably; False if it was spent meanwhile."""
+    now = utcnow()
+    with Session(bind=session.get_bind()) as own, own.begin():
+        spent = own.execute(
+            sa.update(OAuthTransaction)
+            .where(
+                OAuthTransaction.id == tx_id,
+                OAuthTransaction.used_at.is_(None),
+                OAuthTransaction.expires_at > now,
+            )
+            .values(used_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(spent.rowcount == 1)  # type: ignore[attr-defined]  # CursorResult has rowcount
+
+
+def _exchange(
+    ehr: EhrServer,
+    config: SmartConfiguration,
+    settings: SmartSettings,
+    *,
+    code: str,
+    verifier: str,
+    redirect_uri: str,
+) -> dict[str, Any]:
+    """POST grant_type=authorization_code to this EHR's token endpoint, at once."""
+    with oauth_client(ehr, config, settings, redirect_uri=redirect_uri) as client:
+        try:
+            token = client.fetch_token(
+                config.token_endpoint,
+                grant_type="authorization_code",
+                code=code,
+                redirect_uri=redirect_uri,
+                code_verifier=verifier,
+            )
+        except OAuthError as exc:
+            raise TokenError(f"token endpoint refused the code ({_code(exc)})") from None
+        except httpx.HTTPError as exc:
+            raise EhrUnavailable(f"token endpoint failed ({type(exc).__name__})") from None
+        except ValueError:
+            raise TokenError("token endpoint answered something that is not JSON") from None
+    return dict(token)
+
+
+def _code(exc: OAuthError) -> str:
+    error = str(getattr(exc, "error", "") or "error")
+    return error if error.replace("_", "").isalnum() else "error"
+
+
+def _result(
+    ehr: EhrServer,
+    tx: OAuthTransaction,
+    config: SmartConfiguration,
+    settings: SmartSettings,
+    token: dict[str, Any],
+) -> LaunchResult:
+    check_token_response(token)
+    patient = token.get("patient")
+    if not isinstance(patient, str) or not patient:
+        raise TokenError("token response has no patient")
+    claims: dict[str, Any] = {}
+    if token.get("id_token"):
+        claims = validate_id_token(
+            str(token["id_token"]),
+            config=config,
+            client_id=ehr.client_id,
+            nonce=tx.nonce,
+            settings=settings,
+        )
+    context = token.get("fhirContext")
+    style = token.get("smart_style_url")
+    encounter = token.get("encounter")
+    return LaunchResult(
+        ehr_id=ehr.id,
+        kind=tx.kind,
+        account_id=tx.account_id,
+        patient=patient,
+        fhir_user=claims.get("fhirUser"),
+        sub=claims.get("sub"),
+        requested_scope=tx.requested_scope,
+        granted_scope=str(token["scope"]),
+        access_token=str(token["access_token"]),
+        refresh_token=_optional_str(token.get("refresh_token")),
+        expires_at=expiry(token),
+        need_patient_banner=token.get("need_patient_banner") is not False,
+        smart_style_url=style if isinstance(style, str) and style else None,
+        encounter=encounter if isinstance(encounter, str) and encounter else None,
+        fhir_context=context if isinstance(context, list) else [],
+        id_token_claims=claims,
+    )
+
+
+def check_token_response(token: dict[str, Any], *, require_scope: bool = True) -> None:
+    """access_token, token_type Bearer and (for a code exchange) scope are required."""
+    if not isinstance(token.get("access_token"), str) or not token["access_token"]:
+        raise TokenError("token response has no access_token")
+    if str(token.get("token_type", "")).lower() != "bearer":
+        raise TokenError("token response is not a Bearer token")
+    if require_scope and (not isinstance(token.get("scope"), str) or not token["scope"].strip()):
+        raise TokenError("token response has no scope")
+
+
+def expiry(token: dict[str, Any]) -> datetime | None:
+    """When the access token expires, from expires_in (None when the EHR does not say)."""
+    value = token.get("expires_in")
+    try:
+        seconds = int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+    return None if seconds is None else utcnow() + timedelta(seconds=seconds)
+
+
+def _optional_str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+# --- the client and its authentication ----------------------------------------------------------
+
+
+def oauth_client(
+    ehr: EhrServer,
+    config: SmartConfiguration,
+    settings: SmartSettings,
+    *,
+    redirect_uri: str | None = None,
+) -> OAuth2Client:
+    """authlib's client for this EHR, authenticating as its registration says."""
+    kwargs: dict[str, Any] = {
+        "redirect_uri": redirect_uri,
+        "code_challenge_method": "S256",
+        "timeout": settings.http_timeout,
+        "follow_redirects": False,
+    }
+    if settings.transport is not None:
+        kwargs["transport"] = settings.transport
+    if ehr.client_type == "public":
+        return OAuth2Client(
+            ehr.client_id,
+            token_endpoint_auth_method="none",  # noqa: S106  (a method name, not a secret)
+            revocation_endpoint_auth_method="none",
+            **kwargs,
+        )
+    if ehr.client_type == "confidential-symmetric":
+        if not ehr.client_secret_enc:
+            raise ConfigurationError(f"EHR {ehr.id} is confidential-symmetric but has no secret")
+        return OAuth2Client(
+            ehr.client_id,
+            settings.cipher.decrypt(ehr.client_secret_enc),
+            token_endpoint_auth_method="client_secret_basic",  # noqa: S106  (a method name)
+            revocation_endpoint_auth_method="client_secret_basic",
+            **kwargs,
+        )
+    if ehr.client_type == "confidential-asymmetric":
+        if settings.client_key is None:
+            raise ConfigurationError("the portal has no signing key for private_key_jwt")
+        client = OAuth2Client(
+            ehr.client_id,
+            token_endpoint_auth_method=PRIVATE_KEY_JWT,
+            revocation_endpoint_auth_method=PRIVATE_KEY_JWT,
+            **kwargs,
+        )
+        client.register_client_auth_method(
+            (PRIVATE_KEY_JWT, PrivateKeyJwt(settings.client_key, config.token_endpoint))
+        )
+        return client
+    raise ConfigurationError(f"EHR {ehr.id} has an unknown client type")
+
+
+class PrivateKeyJwt:
+    """RFC 7523 client assertion as SMART asks: iss = sub = client_id, aud = the token URL,
+    exp five minutes ahead, a fresh jti every time, the key's kid, RS384."""
+
+    def __init__(self, key: Any, token_endpoint: str) -> None:
+        self.key = key
+        self.token_endpoint = token_endpoint
+
+    def assertion(self, client_id: str) -> str:
+        now = int(time.time())
+        claims = {
+            "iss": client_id,
+            "sub": client_id,
+            "aud": self.token_endpoint,
+            "iat": now,
+            "exp": now + ASSERTION_LIFETIME,
+            "jti": secrets.token_urlsafe(32),
+        }
+        header = {"alg": ASSERTION_ALG, "kid": self.key.kid, "typ": "JWT"}
+        return jwt.encode(header, claims, self.key, algorithms=[ASSERTION_ALG])
+
+    def __call__(
+        self, auth: Any, method: str, uri: str, headers: Any, body: str
+    ) -> tuple[str, Any, str]:
+        body = add_params_to_qs(
+            body or "",
+            [
+                ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+                ("client_assertion", self.assertion(auth.client_id)),
+            ],
+        )
+        if "Content-Length" in headers:
+            headers["Content-Length"] = str(len(body))
+        return uri, headers, body
+
+
+# --- refresh and revocation ---------------------------------------------------------------------
+
+
+def refresh_grant(
+    ehr: EhrServer, refresh_token: str, *, settings: SmartSettings | None = None
+) -> dict[str, Any]:
+    """grant_type=refresh_token at the EHR's token endpoint; OAuthError propagates."""
+    settings = resolve(settings)
+    config = discover(ehr.fhir_base, settings=settings)
+    with oauth_client(ehr, config, settings) as client:
+        token = client.refresh_token(config.token_endpoint, refresh_token=refresh_token)
+    result = dict(token)
+    check_token_response(result, require_scope=False)
+    return result
+
+
+def revoke(
+    ehr: EhrServer,
+    tokens: list[tuple[str, str]],
+    *,
+    settings: SmartSettings | None = None,
+) -> bool:
+    """RFC 7009 revocation of (token, type hint) pairs; False when the EHR has no endpoint.
+
+    A failed revocation is logged and does not stop a disconnect.
+    """
+    settings = resolve(settings)
+    config = discover(ehr.fhir_base, settings=settings)
+    if not config.revocation_endpoint:
+        return False
+    with oauth_client(ehr, config, settings) as client:
+        for value, hint in tokens:
+            try:
+                answer = client.revoke_token(
+                    config.revocation_endpoint, token=value, token_type_hint=hint
+                )
+            except httpx.HTTPError as exc:
+                log.warning("revocation at EHR %s failed (%s)", ehr.id, type(exc).__name__)
+                continue
+            if answer.status_code != 200:
+                log.warning("revocation at EHR %s answered %s", ehr.id, answer.status_code)
+    return True

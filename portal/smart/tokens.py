@@ -1,0 +1,416 @@
+"""The token store: EHR connections with encrypted tokens, refresh, disconnect.
+
+Refresh is single-flight per connection across threads and processes: whoever sets the
+connection's `refresh_lock_until` lease (an atomic UPDATE ... WHERE the lease is free)
+refreshes; the others wait and re-read. A rotated refresh token replaces the old one in the
+same UPDATE that checks the old one is still there, so a refresh token is never used twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+from authlib.integrations.base_client import OAuthError
+from sqlalchemy.orm import Session, sessionmaker
+
+from portal.db import transaction, utcnow
+from portal.models import Account, EhrConnection, EhrServer, OAuthTransaction
+from portal.smart.crypto import TokenKeyError
+from portal.smart.errors import (
+    EhrUnavailable,
+    IdentityMissing,
+    NotConnected,
+    ReconnectNeeded,
+    SmartError,
+    TokenError,
+)
+from portal.smart.oauth import LaunchResult, expiry, refresh_grant, revoke
+from portal.smart.settings import SmartSettings, resolve
+
+log = logging.getLogger(__name__)
+
+POLL_INTERVAL = 0.05
+
+
+def set_client_secret(
+    ehr: EhrServer, secret: str | None, *, settings: SmartSettings | None = None
+) -> None:
+    """Store a confidential-symmetric client secret, encrypted like the tokens."""
+    ehr.client_secret_enc = resolve(settings).cipher.encrypt_optional(secret)
+
+
+def rotate_encryption(session: Session, *, settings: SmartSettings | None = None) -> int:
+    """Re-encrypt every stored secret with the first configured key (after adding a new key
+    in front of TOKEN_KEYS); the old key can be dropped afterwards. Returns how many."""
+    cipher = resolve(settings).cipher
+    count = 0
+    for model, columns in (
+        (EhrConnection, ("access_token_enc", "refresh_token_enc")),
+        (EhrServer, ("client_secret_enc",)),
+        (OAuthTransaction, ("code_verifier_enc",)),
+    ):
+        for row in session.scalars(sa.select(model)):
+            for column in columns:
+                value = getattr(row, column)
+                if value:
+                    setattr(row, column, cipher.rotate(value))
+                    count += 1
+    session.flush()
+    return count
+
+
+# --- after a launch -----------------------------------------------------------------------------
+
+
+def find_or_create_account_for_launch(
+    session: Session, ehr: EhrServer, result: LaunchResult
+) -> Account:
+    """The account of an EHR launch: the one already connected as this (EHR, patient, sub).
+
+    Identity comes only from the token response and the validated id_token.
+    """
+    if result.ehr_id != ehr.id:
+        raise TokenError("launch result belongs to another EHR")
+    if not result.sub:
+        raise IdentityMissing("EHR launch without an id_token sub")
+    account = session.scalar(
+        sa.select(Account)
+        .join(EhrConnection, EhrConnection.account_id == Account.id)
+        .where(
+            EhrConnection.ehr_server_id == ehr.id,
+            EhrConnection.patient_id == result.patient,
+            EhrConnection.subject == result.sub,
+        )
+        .order_by(EhrConnection.id)
+        .limit(1)
+    )
+    if account is None:
+        account = Account(display_name="")
+        session.add(account)
+        session.flush()
+    return account
+
+
+def connect(
+    session: Session,
+    result: LaunchResult,
+    account: Account,
+    *,
+    settings: SmartSettings | None = None,
+) -> EhrConnection:
+    """Create or renew the account's connection to this patient at this EHR (status active)."""
+    cipher = resolve(settings).cipher
+    connection = session.scalar(
+        sa.select(EhrConnection).where(
+            EhrConnection.account_id == account.id,
+            EhrConnection.ehr_server_id == result.ehr_id,
+            EhrConnection.patient_id == result.patient,
+        )
+    )
+    now = utcnow()
+    if connection is None:
+        connection = EhrConnection(
+            account_id=account.id, ehr_server_id=result.ehr_id, patient_id=result.patient
+        )
+        session.add(connection)
+    else:
+        connection.updated_at = now
+    connection.fhir_user = result.fhir_user
+    connection.subject = result.sub
+    connection.status = "active"
+    connection.requested_scope = result.requested_scope
+    connection.granted_scope = result.granted_scope
+    connection.access_token_enc = cipher.encrypt(result.access_token)
+    connection.refresh_token_enc = cipher.encrypt_optional(result.refresh_token)
+    connection.token_expires_at = result.expires_at
+    connection.refresh_lock_until = None
+    connection.need_patient_banner = result.need_patient_banner
+    connection.smart_style_url = result.smart_style_url
+    connection.encounter_id = result.encounter
+    session.flush()
+    log.info("connection %s active (EHR %s)", connection.id, result.ehr_id)
+    return connection
+
+
+# --- a valid access token -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    value: str
+    expires_at: datetime | None
+
+    def __repr__(self) -> str:
+        return f"AccessToken(expires_at={self.expires_at!r})"
+
+
+def access_token(
+    session_factory: sessionmaker[Session],
+    connection_id: int,
+    *,
+    stale: str | None = None,
+    settings: SmartSettings | None = None,
+) -> str:
+    """A valid access token of the connection, refreshed first when it expires soon.
+
+    `stale`: a token the EHR just refused (401); it is refreshed unless another worker
+    already replaced it.
+    """
+    return current_token(session_factory, connection_id, stale=stale, settings=settings).value
+
+
+def current_token(
+    session_factory: sessionmaker[Session],
+    connection_id: int,
+    *,
+    stale: str | None = None,
+    settings: SmartSettings | None = None,
+) -> AccessToken:
+    """Like access_token, with the expiry."""
+    settings = resolve(settings)
+    cipher = settings.cipher
+    deadline = time.monotonic() + settings.refresh_lease + settings.http_timeout
+    while True:
+        claimed = usable = False
+        with transaction(session_factory) as session:
+            conn = _load(session, connection_id)
+            token = cipher.decrypt(conn.access_token_enc) if conn.access_token_enc else None
+            expires_at = conn.token_expires_at
+            fresh = token is not None and token != stale
+            if fresh and not _expires_soon(expires_at, settings):
+                usable = True
+            elif conn.refresh_token_enc is None:
+                # No refresh token: use the access token while it lasts, then reconnect.
+                usable = fresh and not _expired(expires_at)
+                if not usable:
+                    _mark_reconnect(session, conn, "no refresh token and the access token expired")
+            else:
+                lease_until = utcnow() + timedelta(seconds=settings.refresh_lease)
+                claimed = _claim_lease(session, connection_id, lease_until)
+            seen_refresh = conn.refresh_token_enc
+            ehr = conn.ehr
+        if usable:
+            assert token is not None
+            return AccessToken(token, expires_at)
+        if seen_refresh is None:
+            raise ReconnectNeeded(f"connection {connection_id} has no usable token")
+        if claimed:
+            return _refresh(session_factory, connection_id, ehr, seen_refresh, settings)
+        if time.monotonic() > deadline:
+            raise EhrUnavailable(f"refresh of connection {connection_id} did not finish in time")
+        time.sleep(POLL_INTERVAL)  # another worker is refreshing: wait, then re-read
+
+
+def _load(session: Session, connection_id: int) -> EhrConnection:
+    conn = session.get(EhrConnection, connection_id)
+    if conn is None or conn.status == "disconnected":
+        raise NotConnected(f"connection {connection_id} is disconnected")
+    if conn.status == "reconnect_needed":
+        raise ReconnectNeeded(f"connection {connection_id} needs reconnecting")
+    return conn
+
+
+def _expires_soon(expires_at: datetime | None, settings: SmartSettings) -> bool:
+    if expires_at is None:
+        return False  # the EHR did not say; a 401 will tell
+    return expires_at - utcnow() < timedelta(seconds=settings.refresh_margin)
+
+
+def _expired(expires_at: datetime | None) -> bool:
+    return expires_at is not None and expires_at <= utcnow()
+
+
+def _claim_lease(session: Session, connection_id: int, until: datetime) -> bool:
+    now = utcnow()
+    claimed = session.execute(
+        sa.update(EhrConnection)
+        .where(
+            EhrConnection.id == connection_id,
+            EhrConnection.status == "active",
+            sa.or_(
+                EhrConnection.refresh_lock_until.is_(None),
+                EhrConnection.refresh_lock_until < now,
+            ),
+        )
+        .values(refresh_lock_until=until)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(claimed.rowcount == 1)  # type: ignore[attr-defined]  # CursorResult has rowcount
+
+
+def _refresh(
+    session_factory: sessionmaker[Session],
+    connection_id: int,
+    ehr: EhrServer,
+    seen_refresh: str,
+    settings: SmartSettings,
+) -> AccessToken:
+    """Holding the lease: spend the refresh token once and store what replaces it."""
+    cipher = settings.cipher
+    try:
+        refresh_token = cipher.decrypt(seen_refresh)
+        token = refresh_grant(ehr, refresh_token, settings=settings)
+    except OAuthError as exc:
+        if getattr(exc, "error", None) == "invalid_grant":
+            with transaction(session_factory) as session:
+                conn = session.get(EhrConnection, connection_id)
+                if conn is not None and conn.refresh_token_enc == seen_refresh:
+                    _mark_reconnect(session, conn, "the EHR refused the refresh token")
+            raise ReconnectNeeded(f"connection {connection_id}: refresh refused") from None
+        _release(session_factory, connection_id)
+        raise TokenError(f"refresh of connection {connection_id} refused") from None
+    except (httpx.HTTPError, ValueError, TokenKeyError, SmartError) as exc:
+        _release(session_factory, connection_id)
+        if isinstance(exc, SmartError):
+            raise
+        raise EhrUnavailable(f"refresh of connection {connection_id} failed") from None
+    except BaseException:
+        _release(session_factory, connection_id)
+        raise
+    return _store_refreshed(session_factory, connection_id, seen_refresh, token, settings)
+
+
+def _store_refreshed(
+    session_factory: sessionmaker[Session],
+    connection_id: int,
+    seen_refresh: str,
+    token: dict[str, Any],
+    settings: SmartSettings,
+) -> AccessToken:
+    cipher = settings.cipher
+    new_refresh = token.get("refresh_token")
+    values: dict[str, Any] = {
+        "access_token_enc": cipher.encrypt(token["access_token"]),
+        "token_expires_at": expiry(token),
+        "refresh_lock_until": None,
+        "updated_at": utcnow(),
+    }
+    if isinstance(new_refresh, str) and new_refresh:
+        values["refresh_token_enc"] = cipher.encrypt(new_refresh)
+    if isinstance(token.get("scope"), str) and token["scope"].strip():
+        values["granted_scope"] = token["scope"]
+    with transaction(session_factory) as session:
+        conn = session.get(EhrConnection, connection_id)
+        patient = token.get("patient")
+        wrong_patient = conn is not None and patient is not None and patient != conn.patient_id
+        if conn is not None and wrong_patient:
+            _mark_reconnect(session, conn, "refresh answered for another patient")
+            stored = 0
+        else:
+            stored = session.execute(
+                sa.update(EhrConnection)
+                .where(
+                    EhrConnection.id == connection_id,
+                    EhrConnection.refresh_token_enc == seen_refresh,
+                    EhrConnection.status == "active",
+                )
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            ).rowcount  # type: ignore[attr-defined]  # CursorResult has rowcount
+    if wrong_patient:
+        raise ReconnectNeeded(f"connection {connection_id}: refresh named another patient")
+    if stored != 1:
+        raise NotConnected(f"connection {connection_id} changed during refresh")
+    log.info("connection %s refreshed", connection_id)
+    return AccessToken(token["access_token"], values["token_expires_at"])
+
+
+def _release(session_factory: sessionmaker[Session], connection_id: int) -> None:
+    with transaction(session_factory) as session:
+        session.execute(
+            sa.update(EhrConnection)
+            .where(EhrConnection.id == connection_id)
+            .values(refresh_lock_until=None)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _mark_reconnect(session: Session, conn: EhrConnection, why: str) -> None:
+    """The grant is gone: ask the patient to reconnect; every stored record stays."""
+    conn.status = "reconnect_needed"
+    conn.access_token_enc = None
+    conn.refresh_token_enc = None
+    conn.token_expires_at = None
+    conn.refresh_lock_until = None
+    conn.updated_at = utcnow()
+    log.warning("connection %s needs reconnecting: %s", conn.id, why)
+
+
+class TokenSource:
+    """One connection's access token shared by the threads of a sync (one DB read per refresh)."""
+
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        connection_id: int,
+        settings: SmartSettings,
+    ) -> None:
+        self.session_factory = session_factory
+        self.connection_id = connection_id
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._token: AccessToken | None = None
+
+    def get(self) -> str:
+        with self._lock:
+            if self._token is None or _expires_soon(self._token.expires_at, self.settings):
+                self._token = current_token(
+                    self.session_factory, self.connection_id, settings=self.settings
+                )
+            return self._token.value
+
+    def refused(self, token: str) -> str:
+        """The EHR answered 401 to `token`: a fresh one (refreshing at most once per token)."""
+        with self._lock:
+            if self._token is not None and self._token.value != token:
+                return self._token.value
+            self._token = current_token(
+                self.session_factory, self.connection_id, stale=token, settings=self.settings
+            )
+            return self._token.value
+
+
+# --- disconnect ---------------------------------------------------------------------------------
+
+
+def disconnect(
+    session: Session, connection: EhrConnection, *, settings: SmartSettings | None = None
+) -> bool:
+    """Revoke the tokens at the EHR (when it has a revocation endpoint) and delete them.
+
+    Records already fetched stay. Returns whether the EHR was asked to revoke.
+    """
+    settings = resolve(settings)
+    cipher = settings.cipher
+    pairs = []
+    for stored, hint in (
+        (connection.refresh_token_enc, "refresh_token"),
+        (connection.access_token_enc, "access_token"),
+    ):
+        if stored:
+            try:
+                pairs.append((cipher.decrypt(stored), hint))
+            except TokenKeyError:
+                log.warning("connection %s: a stored token cannot be decrypted", connection.id)
+    revoked = False
+    if pairs:
+        try:
+            revoked = revoke(connection.ehr, pairs, settings=settings)
+        except SmartError as exc:  # discovery failed: still forget the tokens here
+            log.warning("connection %s: revocation skipped (%s)", connection.id, type(exc).__name__)
+    connection.access_token_enc = None
+    connection.refresh_token_enc = None
+    connection.token_expires_at = None
+    connection.refresh_lock_until = None
+    connection.status = "disconnected"
+    connection.updated_at = utcnow()
+    session.flush()
+    log.info("connection %s disconnected", connection.id)
+    return revoked

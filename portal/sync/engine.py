@@ -1,0 +1,666 @@
+"""Running one sync: claim it, fetch every planned search concurrently, store page by page.
+
+Threads: a bounded pool fetches (at most SYNC_MAX_CONNECTIONS requests in flight to the
+EHR) and hands each page to strict validation (a helper process, see validation.py) without
+waiting; one writer stores checked pages in bulk, with the run's progress and heartbeat in
+the same transaction, so records appear as they arrive and the lease stays alive. The run
+ends "complete" only if every planned search finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import secrets
+import socket
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from portal.db import transaction, utcnow
+from portal.models import EhrConnection, FhirRecord, SyncRun
+from portal.smart.errors import (
+    ConnectionUnavailable,
+    EhrUnavailable,
+    FhirRequestError,
+    NotConnected,
+    ReconnectNeeded,
+    SmartError,
+)
+from portal.smart.fhir import FhirClient
+from portal.smart.settings import SmartSettings, resolve
+from portal.smart.tokens import TokenSource
+from portal.sync.plan import (
+    REFERENCED_TYPES,
+    Search,
+    plan,
+    referenced_types,
+    remainder,
+    sections_for,
+)
+from portal.sync.store import Checked, Inspection, check_page, quarantine, upsert_records
+from portal.sync.validation import result, submit
+
+log = logging.getLogger(__name__)
+
+ACTIVE = ("queued", "running")
+REFERENCE_BATCH = 50  # ids per `_id` search of referenced resources
+MAX_REFERENCE_READS = 200  # when only read (not search) is granted
+
+
+@dataclass
+class SyncSettings:
+    """Limits of a sync; `smart` carries keys, HTTP timeouts, retries and the sleep seam."""
+
+    smart: SmartSettings
+    max_connections: int = 6
+    page_size: int = 200
+    lease_seconds: int = 60
+    heartbeat_seconds: float = 1.0
+    fetch_references: bool = True
+    validation_processes: int = 1  # 0: validate in the sync's own threads
+
+
+def new_owner() -> str:
+    """A lease owner name unique to this worker thread (host, process, random)."""
+    return f"{socket.gethostname()[:30]}:{os.getpid()}:{secrets.token_hex(6)}"
+
+
+# --- queueing and claiming ----------------------------------------------------------------------
+
+
+def enqueue(session: Session, connection_id: int) -> SyncRun:
+    """Queue a sync of the connection, or return the one already queued or running."""
+    # Lock the connection row (PostgreSQL) or the database (SQLite) so two requests cannot
+    # both find no run and both queue one.
+    locked = session.execute(
+        sa.update(EhrConnection)
+        .where(EhrConnection.id == connection_id)
+        .values(id=EhrConnection.id)
+        .execution_options(synchronize_session=False)
+    )
+    if locked.rowcount != 1:  # type: ignore[attr-defined]  # CursorResult has rowcount
+        raise NotConnected(f"connection {connection_id} does not exist")
+    connection = session.get(EhrConnection, connection_id)
+    assert connection is not None
+    if connection.status == "reconnect_needed":
+        raise ReconnectNeeded(f"connection {connection_id} needs reconnecting")
+    if connection.status != "active":
+        raise NotConnected(f"connection {connection_id} is {connection.status}")
+    existing = session.scalar(
+        sa.select(SyncRun)
+        .where(SyncRun.connection_id == connection_id, SyncRun.status.in_(ACTIVE))
+        .order_by(SyncRun.id.desc())
+        .limit(1)
+    )
+    if existing is not None:
+        return existing
+    last_complete = session.scalar(
+        sa.select(SyncRun.started_at)
+        .where(SyncRun.connection_id == connection_id, SyncRun.status == "complete")
+        .order_by(SyncRun.started_at.desc())
+        .limit(1)
+    )
+    run = SyncRun(connection_id=connection_id, status="queued", progress={}, since=last_complete)
+    session.add(run)
+    session.flush()
+    log.info("sync run %s queued for connection %s", run.id, connection_id)
+    return run
+
+
+def latest_run(session: Session, connection_id: int) -> SyncRun | None:
+    """The connection's most recent run (what a progress page polls)."""
+    return session.scalar(
+        sa.select(SyncRun)
+        .where(SyncRun.connection_id == connection_id)
+        .order_by(SyncRun.id.desc())
+        .limit(1)
+    )
+
+
+def claim(
+    session_factory: sessionmaker[Session], run_id: int, owner: str, lease_seconds: int
+) -> bool:
+    """Atomically take a queued run (or one whose lease expired); True if we got it."""
+    now = utcnow()
+    expired = now - timedelta(seconds=lease_seconds)
+    with transaction(session_factory) as session:
+        taken = session.execute(
+            sa.update(SyncRun)
+            .where(
+                SyncRun.id == run_id,
+                sa.or_(
+                    SyncRun.status == "queued",
+                    sa.and_(
+                        SyncRun.status == "running",
+                        sa.or_(SyncRun.heartbeat_at.is_(None), SyncRun.heartbeat_at < expired),
+                    ),
+                ),
+            )
+            .values(
+                status="running",
+                lease_owner=owner,
+                heartbeat_at=now,
+                started_at=now,
+                finished_at=None,
+                error=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return bool(taken.rowcount == 1)  # type: ignore[attr-defined]  # CursorResult has rowcount
+
+
+def run(
+    session_factory: sessionmaker[Session],
+    run_id: int,
+    owner: str,
+    *,
+    settings: SyncSettings | None = None,
+) -> str | None:
+    """Claim and execute a run; returns its final status, or None if another worker has it."""
+    settings = settings or SyncSettings(smart=resolve(None))
+    if not claim(session_factory, run_id, owner, settings.lease_seconds):
+        log.info("sync run %s is not ours to run", run_id)
+        return None
+    try:
+        return _Runner(session_factory, run_id, owner, settings).execute()
+    except Exception:
+        log.exception("sync run %s crashed", run_id)
+        _finish(
+            session_factory, run_id, owner, "failed", None, "The sync stopped on an internal error."
+        )
+        raise
+
+
+# --- one run ------------------------------------------------------------------------------------
+
+
+@dataclass
+class _State:
+    search: Search
+    fetched: int = 0
+    quarantined: int = 0
+    done: bool = False
+    error: str | None = None
+
+
+@dataclass
+class _Message:
+    kind: str  # planned | page | done | failed | close
+    key: str = ""
+    search: Search | None = None
+    page: _Page | None = None
+    error: str | None = None
+
+
+@dataclass
+class _Page:
+    """A fetched page on its way to the writer; its inspection may still be running."""
+
+    resources: list[tuple[Any, str]]
+    fetched_at: datetime
+    ref_types: tuple[str, ...]
+    inspection: Future[Inspection]
+
+
+class _Stopped(Exception):
+    """The run was told to stop (lease lost, reconnect needed, writer failed)."""
+
+
+class _LeaseLost(Exception):
+    """Another worker took the run over."""
+
+
+class _Runner:
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        run_id: int,
+        owner: str,
+        settings: SyncSettings,
+    ) -> None:
+        self.sf = session_factory
+        self.run_id = run_id
+        self.owner = owner
+        self.settings = settings
+        self.states: dict[str, _State] = {}
+        self.messages: queue.Queue[_Message] = queue.Queue()
+        self.stop = threading.Event()
+        self.stop_reason: str | None = None
+        self.lease_lost = False
+        self.writer_error: str | None = None
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._pending = 0
+        self._requested_refs: set[tuple[str, str]] = set()
+        self._ref_batches = 0
+        # Observations' completeness check: ids the category searches found, their total.
+        self._observation_ids: set[str] = set()
+        self._observation_total: int | None = None
+        self._check_observations = False
+        self._observation_searches = 0  # still running, of those the check waits for
+        self._observation_failed = False
+
+    # -- orchestration ---------------------------------------------------------------------------
+
+    def execute(self) -> str:
+        with transaction(self.sf) as session:
+            sync_run = session.get(SyncRun, self.run_id)
+            assert sync_run is not None
+            conn = session.get(EhrConnection, sync_run.connection_id)
+            if conn is None or conn.status != "active":
+                words = (
+                    ReconnectNeeded.public_message
+                    if conn is not None and conn.status == "reconnect_needed"
+                    else NotConnected.public_message
+                )
+                self._final("failed", words)
+                return "failed"
+            self.connection_id = conn.id
+            self.patient_id = conn.patient_id
+            self.fhir_base = conn.ehr.fhir_base
+            self.granted = conn.granted_scope
+            since: datetime | None = sync_run.since
+            self.known_refs = self._stored_refs(session, conn.id)
+        searches = plan(
+            self.granted, self.patient_id, since=since, page_size=self.settings.page_size
+        )
+        self.since = since
+        self._check_observations = any(s.purpose == "total" for s in searches)
+        if self._check_observations:
+            self._observation_searches = sum(1 for s in searches if _counted(s))
+        self.ref_modes = referenced_types(self.granted) if self.settings.fetch_references else {}
+        log.info(
+            "sync run %s: %d searches for connection %s",
+            self.run_id,
+            len(searches),
+            self.connection_id,
+        )
+
+        smart = self.settings.smart
+        n = max(1, self.settings.max_connections)
+        limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
+        writer = threading.Thread(
+            target=self._writer, name=f"sync-{self.run_id}-writer", daemon=True
+        )
+        writer.start()
+        try:
+            with smart.http_client(limits=limits) as http:
+                tokens = TokenSource(self.sf, self.connection_id, smart)
+                self.client = FhirClient(self.fhir_base, tokens, http, smart)
+                with ThreadPoolExecutor(n, thread_name_prefix=f"sync-{self.run_id}") as pool:
+                    self.pool = pool
+                    for search in searches:
+                        self._plan(search)
+                    with self._idle:
+                        while self._pending:
+                            self._idle.wait()
+        finally:
+            self.messages.put(_Message("close"))
+            writer.join()
+        return self._conclude()
+
+    def _plan(self, search: Search) -> None:
+        """Register a search with the writer, then start it."""
+        with self._lock:
+            self._pending += 1
+        self.messages.put(_Message("planned", search.key, search=search))
+        future = self.pool.submit(self._fetch, search)
+        future.add_done_callback(self._finished)
+
+    def _finished(self, _future: Future[None] | None = None) -> None:
+        """A search or a page is finished with; the run ends when nothing is pending."""
+        with self._idle:
+            self._pending -= 1
+            self._idle.notify_all()
+
+    def _halt(self, reason: str) -> None:
+        if not self.stop.is_set():
+            self.stop_reason = reason
+            self.stop.set()
+
+    # -- fetching (pool threads) -----------------------------------------------------------------
+
+    def _fetch(self, search: Search) -> None:
+        try:
+            if self.stop.is_set():
+                raise _Stopped
+            if search.read_id is not None:
+                try:
+                    resource = self.client.read(search.resource_type, search.read_id)
+                except FhirRequestError as exc:
+                    if search.purpose == "reference" and exc.status_code in (404, 410):
+                        resource = None  # a record cites something the EHR no longer has
+                    else:
+                        raise
+                if resource is not None:
+                    self._page(search, [(resource, "match")])
+            elif search.purpose == "total":
+                bundle = next(iter(self.client.search(search.resource_type, list(search.params))))
+                total = bundle.get("total")
+                self._observation_total = total if isinstance(total, int) else None
+            else:
+                for bundle in self.client.search(search.resource_type, list(search.params)):
+                    self._page(search, self._new_resources(search, entries(bundle)))
+                    if self.stop.is_set():
+                        raise _Stopped
+        except _Stopped:
+            self._failed(search, self.stop_reason or "The sync was stopped.")
+        except ConnectionUnavailable as exc:
+            self._halt(exc.public_message)
+            self._failed(search, exc.public_message)
+        except EhrUnavailable as exc:
+            # Unreachable or overloaded after every retry: stop asking it for the rest.
+            log.warning("sync run %s: %s failed: %s", self.run_id, search.key, exc)
+            self._halt(str(exc))
+            self._failed(search, str(exc))
+        except SmartError as exc:
+            log.warning("sync run %s: %s failed: %s", self.run_id, search.key, exc)
+            self._failed(search, str(exc))
+        except Exception as exc:
+            log.exception("sync run %s: %s crashed", self.run_id, search.key)
+            self._failed(search, f"unexpected error ({type(exc).__name__})")
+        else:
+            self.messages.put(_Message("done", search.key))
+            if self._check_observations and _counted(search):
+                self._observation_search_done()
+
+    def _new_resources(
+        self, search: Search, resources: list[tuple[Any, str]]
+    ) -> list[tuple[Any, str]]:
+        """Note the Observations category searches find; the remainder keeps only the rest."""
+        if search.purpose == "remainder":
+            with self._lock:
+                return [
+                    (r, mode)
+                    for r, mode in resources
+                    if not isinstance(r, dict) or r.get("id") not in self._observation_ids
+                ]
+        if self._check_observations and _counted(search):
+            ids = [r.get("id") for r, _ in resources if isinstance(r, dict)]
+            with self._lock:
+                self._observation_ids.update(i for i in ids if isinstance(i, str))
+        return resources
+
+    def _observation_search_done(self) -> None:
+        """When every category search and the count are in, fetch what they missed."""
+        with self._lock:
+            self._observation_searches -= 1
+            if self._observation_searches or self._observation_failed:
+                return
+            total, found = self._observation_total, len(self._observation_ids)
+        if total is None or total > found:
+            log.info(
+                "sync run %s: fetching Observations outside the category searches", self.run_id
+            )
+            self._plan(
+                remainder(self.patient_id, since=self.since, page_size=self.settings.page_size)
+            )
+
+    def _failed(self, search: Search, why: str) -> None:
+        if self._check_observations and _counted(search):
+            with self._lock:
+                self._observation_failed = True  # the run is incomplete anyway
+        self.messages.put(_Message("failed", search.key, error=why[:300]))
+
+    def _page(self, search: Search, resources: list[tuple[Any, str]]) -> None:
+        """Hand a page to validation (another process) and the writer; fetch on at once."""
+        ref_types = () if search.purpose == "reference" else tuple(self.ref_modes)
+        args = (resources, search.resource_type, self.patient_id, ref_types, self.fhir_base)
+        page = _Page(
+            resources, utcnow(), ref_types, submit(self.settings.validation_processes, *args)
+        )
+        with self._lock:
+            self._pending += 1  # until the writer has stored it and planned its references
+        self.messages.put(_Message("page", search.key, page=page))
+
+    def _fetch_references(self, refs: set[tuple[str, str]]) -> None:
+        """Start fetching referenced resources not stored or requested yet, in batches."""
+        with self._lock:
+            new = sorted(refs - self._requested_refs - self.known_refs)
+            if not new:
+                return
+            self._requested_refs.update(new)
+        by_type: dict[str, list[str]] = {}
+        for rtype, rid in new:
+            by_type.setdefault(rtype, []).append(rid)
+        for rtype, ids in by_type.items():
+            sections = sections_for(rtype, None)
+            if self.ref_modes.get(rtype) == "search":
+                for start in range(0, len(ids), REFERENCE_BATCH):
+                    chunk = ids[start : start + REFERENCE_BATCH]
+                    params = (("_id", ",".join(chunk)), ("_count", str(len(chunk))))
+                    key = self._ref_key(rtype)
+                    self._plan(Search(key, rtype, params, sections, purpose="reference"))
+            else:
+                for rid in ids[:MAX_REFERENCE_READS]:
+                    key = self._ref_key(rtype)
+                    self._plan(Search(key, rtype, (), sections, rid, purpose="reference"))
+
+    def _ref_key(self, rtype: str) -> str:
+        with self._lock:
+            self._ref_batches += 1
+            return f"ref:{rtype}:{self._ref_batches}"
+
+    def _stored_refs(self, session: Session, connection_id: int) -> set[tuple[str, str]]:
+        rows = session.execute(
+            sa.select(FhirRecord.resource_type, FhirRecord.resource_id).where(
+                FhirRecord.connection_id == connection_id,
+                FhirRecord.resource_type.in_(REFERENCED_TYPES),
+            )
+        )
+        return {(t, i) for t, i in rows}
+
+    # -- storing (writer thread) -----------------------------------------------------------------
+
+    def _writer(self) -> None:
+        closing = False
+        while not closing:
+            try:
+                batch = [self.messages.get(timeout=self.settings.heartbeat_seconds)]
+            except queue.Empty:
+                batch = []
+            while len(batch) < 64:
+                try:
+                    batch.append(self.messages.get_nowait())
+                except queue.Empty:
+                    break
+            closing = any(m.kind == "close" for m in batch)
+            rows: list[dict[str, Any]] = []
+            quarantined: list[dict[str, Any]] = []
+            for message in batch:
+                try:
+                    self._apply(message, rows, quarantined)
+                except Exception as exc:  # never let the writer die: fetchers wait on it
+                    log.exception("sync run %s: checking a page failed", self.run_id)
+                    self.writer_error = f"checking records failed ({type(exc).__name__})"
+                    self._halt("The portal could not check the records.")
+            if self.lease_lost or self.writer_error:
+                continue  # keep draining so fetchers never wait on us
+            try:
+                self._store(rows, quarantined)
+            except _LeaseLost:
+                self.lease_lost = True
+                self._halt("Another worker took this sync over.")
+            except Exception as exc:
+                log.exception("sync run %s: storing failed", self.run_id)
+                self.writer_error = f"storing records failed ({type(exc).__name__})"
+                self._halt("The portal could not store the records.")
+
+    def _apply(
+        self, m: _Message, rows: list[dict[str, Any]], quarantined: list[dict[str, Any]]
+    ) -> None:
+        if m.kind == "planned" and m.search is not None:
+            self.states[m.key] = _State(m.search)
+        elif m.kind == "page" and m.page is not None:
+            state = self.states[m.key]
+            try:
+                checked = self._checked(state.search, m.page)
+                state.fetched += len(checked.rows)
+                state.quarantined += len(checked.quarantined)
+                rows.extend(checked.rows)
+                quarantined.extend(checked.quarantined)
+                if checked.references:
+                    self._fetch_references(checked.references)
+            finally:
+                self._finished()
+        elif m.kind == "done":
+            self.states[m.key].done = True
+        elif m.kind == "failed":
+            state = self.states[m.key]
+            state.done = True
+            state.error = m.error
+
+    def _checked(self, search: Search, page: _Page) -> Checked:
+        args = (
+            page.resources,
+            search.resource_type,
+            self.patient_id,
+            page.ref_types,
+            self.fhir_base,
+        )
+        return check_page(
+            page.resources,
+            connection_id=self.connection_id,
+            expected_type=search.resource_type,
+            patient_id=self.patient_id,
+            fetched_at=page.fetched_at,
+            inspected=result(page.inspection, *args),
+        )
+
+    def _store(self, rows: list[dict[str, Any]], quarantined: list[dict[str, Any]]) -> None:
+        with transaction(self.sf) as session:
+            upsert_records(session, rows)
+            quarantine(session, quarantined, self.run_id)
+            beat = session.execute(
+                sa.update(SyncRun)
+                .where(
+                    SyncRun.id == self.run_id,
+                    SyncRun.lease_owner == self.owner,
+                    SyncRun.status == "running",
+                )
+                .values(progress=self.progress(), heartbeat_at=utcnow())
+                .execution_options(synchronize_session=False)
+            )
+            if beat.rowcount != 1:  # type: ignore[attr-defined]  # CursorResult has rowcount
+                raise _LeaseLost
+
+    def progress(self) -> dict[str, Any]:
+        """Per records section: {"fetched": n, "done": bool, "quarantined": n, "error": str}."""
+        out: dict[str, dict[str, Any]] = {}
+        for state in list(self.states.values()):
+            for section in state.search.sections:
+                p = out.setdefault(
+                    section, {"fetched": 0, "done": True, "quarantined": 0, "error": None}
+                )
+                p["fetched"] += state.fetched
+                p["quarantined"] += state.quarantined
+                p["done"] = p["done"] and state.done
+                if state.error and not p["error"]:
+                    p["error"] = state.error
+        return out
+
+    # -- the end ---------------------------------------------------------------------------------
+
+    def _conclude(self) -> str:
+        if self.lease_lost:
+            log.warning("sync run %s: lease lost; the other worker finishes it", self.run_id)
+            return "lost"
+        failed = [s for s in self.states.values() if s.error or not s.done]
+        fetched = sum(s.fetched for s in self.states.values())
+        if self.writer_error:
+            status, error = (
+                "failed",
+                "The portal could not store your records; nothing is lost at the EHR. "
+                "Try again later.",
+            )
+        elif not failed and not self.stop.is_set():
+            status, error = "complete", None
+        else:
+            status = "incomplete" if fetched else "failed"
+            error = self._explain(failed, fetched)
+        self._final(status, error)
+        log.info(
+            "sync run %s %s: %d resources, %d of %d searches failed",
+            self.run_id,
+            status,
+            fetched,
+            len(failed),
+            len(self.states),
+        )
+        return status
+
+    def _explain(self, failed: list[_State], fetched: int) -> str:
+        """Plain words on why the run did not complete (no record contents)."""
+        if self.stop_reason in (ReconnectNeeded.public_message, NotConnected.public_message):
+            return self.stop_reason or ""
+        reason = self.stop_reason or next((s.error for s in failed if s.error), "it stopped")
+        if not fetched:
+            return f"Nothing could be fetched: {reason}."[:500]
+        labels = ", ".join(dict.fromkeys(s.search.label for s in failed))
+        return f"Some of your record could not be fetched ({labels}): {reason}."[:500]
+
+    def _final(self, status: str, error: str | None) -> None:
+        _finish(self.sf, self.run_id, self.owner, status, self.progress(), error)
+
+
+def _finish(
+    session_factory: sessionmaker[Session],
+    run_id: int,
+    owner: str,
+    status: str,
+    progress: dict[str, Any] | None,
+    error: str | None,
+) -> None:
+    now = utcnow()
+    values: dict[str, Any] = {
+        "status": status,
+        "finished_at": now,
+        "heartbeat_at": now,
+        "error": error,
+    }
+    if progress is not None:
+        values["progress"] = progress
+    with transaction(session_factory) as session:
+        done = session.execute(
+            sa.update(SyncRun)
+            .where(SyncRun.id == run_id, SyncRun.lease_owner == owner, SyncRun.status == "running")
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        if done.rowcount == 1 and status == "complete":  # type: ignore[attr-defined]  # CursorResult has rowcount
+            connection_id = session.scalar(
+                sa.select(SyncRun.connection_id).where(SyncRun.id == run_id)
+            )
+            session.execute(
+                sa.update(EhrConnection)
+                .where(EhrConnection.id == connection_id)
+                .values(last_synced_at=now)
+                .execution_options(synchronize_session=False)
+            )
+
+
+def _counted(search: Search) -> bool:
+    """Whether the Observations' completeness check waits for this search."""
+    return search.resource_type == "Observation" and search.purpose in ("records", "total")
+
+
+def entries(bundle: dict[str, Any]) -> list[tuple[Any, str]]:
+    """(resource, search mode) of a searchset page; OperationOutcome entries are skipped."""
+    out: list[tuple[Any, str]] = []
+    for entry in bundle.get("entry") or []:
+        if not isinstance(entry, dict) or "resource" not in entry:
+            continue
+        search: dict[str, Any] = entry["search"] if isinstance(entry.get("search"), dict) else {}
+        mode = search.get("mode", "match")
+        if mode == "outcome":
+            continue
+        out.append((entry["resource"], str(mode)))
+    return out

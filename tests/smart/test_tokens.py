@@ -1,0 +1,271 @@
+"""The token store against the live sandbox: encryption at rest, refresh, rotation, disconnect.
+
+Checklist points 14-16: tokens encrypted server-side; refresh before expiry, single-flight,
+a rotated refresh token replaces the old one and is never used twice; invalid_grant asks
+the patient to reconnect and keeps every local record; disconnect revokes at the EHR.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from datetime import timedelta
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from authlib.integrations.base_client import OAuthError
+from cryptography.fernet import Fernet
+
+from portal.db import transaction, utcnow
+from portal.models import EhrConnection, FhirRecord
+from portal.smart.crypto import TokenCipher, TokenKeyError
+from portal.smart.errors import NotConnected, ReconnectNeeded
+from portal.smart.oauth import refresh_grant, revoke
+from portal.smart.settings import SmartSettings
+from portal.smart.tokens import access_token, disconnect, rotate_encryption
+from tests.live import Browser, LiveEhr, Recorder, connected, register_ehr, rows
+
+
+def stored(factory, connection_id: int) -> EhrConnection:
+    with factory() as session:
+        conn = session.get(EhrConnection, connection_id)
+        assert conn is not None
+        return conn
+
+
+def plain_tokens(smart: SmartSettings, conn: EhrConnection) -> tuple[str, str | None]:
+    assert conn.access_token_enc
+    return (
+        smart.cipher.decrypt(conn.access_token_enc),
+        smart.cipher.decrypt_optional(conn.refresh_token_enc),
+    )
+
+
+def fhir_status(live: LiveEhr, token: str) -> int:
+    answer = httpx.get(
+        f"{live.fhir_base}/Patient/{live.patient('christin_stiedemann')}",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    return answer.status_code
+
+
+def refreshes(recorder: Recorder) -> list[httpx.Request]:
+    return [
+        r
+        for r in recorder.to("/auth/token")
+        if recorder.form(r).get("grant_type") == "refresh_token"
+    ]
+
+
+@pytest.fixture
+def short_lived(live_ehr: LiveEhr):
+    """The next token the sandbox issues expires after 2 seconds."""
+    live_ehr.set_fault("token_lifetime", 2, remaining=1)
+    yield
+    live_ehr.clear_faults()
+
+
+def test_tokens_are_encrypted_at_rest(
+    factory, ehr, browser: Browser, smart: SmartSettings, live_ehr: LiveEhr
+) -> None:
+    connection_id = connected(factory, ehr, browser, live_ehr, smart)
+    access, refresh = plain_tokens(smart, stored(factory, connection_id))
+    assert refresh
+    (raw,) = rows(factory, sa.select(EhrConnection.__table__))  # every column, as stored
+    text = repr(tuple(raw))
+    assert access not in text and refresh not in text
+    assert fhir_status(live_ehr, access) == 200
+
+
+def test_valid_token_is_used_without_refreshing(
+    factory, ehr, browser: Browser, smart: SmartSettings, live_ehr: LiveEhr, recorder: Recorder
+) -> None:
+    connection_id = connected(factory, ehr, browser, live_ehr, smart)
+    access, _ = plain_tokens(smart, stored(factory, connection_id))
+    assert access_token(factory, connection_id, settings=smart) == access
+    assert refreshes(recorder) == []
+
+
+def test_token_expiring_soon_is_refreshed_first_and_rotated(
+    factory,
+    ehr,
+    browser: Browser,
+    smart: SmartSettings,
+    live_ehr: LiveEhr,
+    recorder: Recorder,
+    short_lived,
+) -> None:
+    connection_id = connected(factory, ehr, browser, live_ehr, smart)
+    old_access, old_refresh = plain_tokens(smart, stored(factory, connection_id))
+    assert old_refresh
+    before = stored(factory, connection_id)
+    assert before.token_expires_at and before.token_expires_at < utcnow() + timedelta(seconds=3)
+
+    fresh = access_token(factory, connection_id, settings=smart)
+    assert fresh != old_access
+    assert len(refreshes(recorder)) == 1
+    assert recorder.form(refreshes(recorder)[0])["refresh_token"] == old_refresh
+    after = stored(factory, connection_id)
+    new_access, new_refresh = plain_tokens(smart, after)
+    assert new_access == fresh and new_refresh and new_refresh != old_refresh
+    assert after.token_expires_at and after.token_expires_at > utcnow() + timedelta(minutes=30)
+    assert after.refresh_lock_until is None and after.status == "active"
+    assert fhir_status(live_ehr, fresh) == 200
+    # The old refresh token is spent at the EHR and never sent again by us.
+    with pytest.raises(OAuthError) as spent:
+        refresh_grant(after.ehr, old_refresh, settings=smart)
+    assert spent.value.error == "invalid_grant"
+    assert access_token(factory, connection_id, settings=smart) == fresh
+    sent = [recorder.form(r)["refresh_token"] for r in refreshes(recorder)]
+    assert sent.count(old_refresh) == 2  # ours once, plus the deliberate replay just above
+
+
+def test_refresh_is_single_flight_across_threads(
+    factory,
+    ehr,
+    browser: Browser,
+    smart: SmartSettings,
+    live_ehr: LiveEhr,
+    recorder: Recorder,
+    short_lived,
+) -> None:
+    connection_id = connected(factory, ehr, browser, live_ehr, smart)
+    barrier = threading.Barrier(4)
+    results: list[str] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            barrier.wait()
+            results.append(access_token(factory, connection_id, settings=smart))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(set(results)) == 1
+    assert len(refreshes(recorder)) == 1
+
+
+def test_a_401_refreshes_once_even_when_the_token_looked_valid(
+    factory, ehr, browser: Browser, smart: SmartSettings, live_ehr: LiveEhr, recorder: Recorder
+) -> None:
+    connection_id = connected(factory, ehr, browser, live_ehr, smart)
+    access, _ = plain_tokens(smart, stored(factory, connection_id))
+    first = access_token(factory, connection_id, stale=access, settings=smart)
+    second = access_token(factory, connection_id, stale=access, settings=smart)
+    assert first == second != access
+    assert len(refreshes(recorder)) == 1
+
+
+def test_invalid_grant_asks_to_reconnect_and_keeps_records(
+    factory, ehr, browser: Browser, smart: SmartSettings, live_ehr: LiveEhr
+) -> None:
+    connection_id = connected(factory, ehr, browser, live_ehr, smart)
+    conn = stored(factory, connection_id)
+    _, refresh = plain_tokens(smart, conn)
+    assert refresh
+    revoke(conn.ehr, [(refresh, "refresh_token")], settings=smart)  # the patient revoked us
+    with transaction(factory) as session:
+        session.add(
+            FhirRecord(
+                connection_id=connection_id,
+                resource_type="Condition",
+                resource_id="kept",
+                fetched_at=utcnow(),
+                category="problems",
+                raw={"resourceType": "Condition", "id": "kept"},
+            )
+        )
+        session.execute(
+            sa.update(EhrConnection).values(token_expires_at=utcnow() - timedelta(seconds=5))
+        )
+    with pytest.raises(ReconnectNeeded) as ended:
+        access_token(factory, connection_id, settings=smart)
+    assert "still here" in ended.value.public_message
+    after = stored(factory, connection_id)
+    assert after.status == "reconnect_needed"
+    assert after.access_token_enc is None and after.refresh_token_enc is None
+    assert rows(factory, sa.select(FhirRecord.resource_id)) == [("kept",)]
+    with pytest.raises(ReconnectNeeded):
+        access_token(factory, connection_id, settings=smart)
+
+
+@pytest.mark.parametrize("client_type", ["confidential-symmetric", "confidential-asymmetric"])
+def test_confidential_clients_refresh_and_revoke_with_their_own_authentication(
+    client_type: str,
+    factory,
+    browser: Browser,
+    smart: SmartSettings,
+    live_ehr: LiveEhr,
+    recorder: Recorder,
+) -> None:
+    ehr = register_ehr(factory, live_ehr, client_type, smart)
+    connection_id = connected(factory, ehr, browser, live_ehr, smart)
+    access, _ = plain_tokens(smart, stored(factory, connection_id))
+    fresh = access_token(factory, connection_id, stale=access, settings=smart)
+    assert fresh != access and fhir_status(live_ehr, fresh) == 200
+    (refresh_request,) = refreshes(recorder)
+    with transaction(factory) as session:
+        conn = session.get(EhrConnection, connection_id)
+        assert conn is not None
+        disconnect(session, conn, settings=smart)
+    assert fhir_status(live_ehr, fresh) == 401
+    for request in [refresh_request, *recorder.to("/auth/revoke")]:
+        form = recorder.form(request)
+        if client_type == "confidential-symmetric":
+            assert request.headers["authorization"].startswith("Basic ")
+        else:
+            assert form["client_assertion_type"].endswith("jwt-bearer")
+        assert "client_secret" not in form
+
+
+def test_disconnect_revokes_at_the_ehr_and_deletes_tokens(
+    factory, ehr, browser: Browser, smart: SmartSettings, live_ehr: LiveEhr, recorder: Recorder
+) -> None:
+    connection_id = connected(factory, ehr, browser, live_ehr, smart)
+    access, refresh = plain_tokens(smart, stored(factory, connection_id))
+    assert fhir_status(live_ehr, access) == 200
+    with transaction(factory) as session:
+        conn = session.get(EhrConnection, connection_id)
+        assert conn is not None
+        assert disconnect(session, conn, settings=smart) is True
+    revoked = [recorder.form(r) for r in recorder.to("/auth/revoke")]
+    assert {(f["token"], f["token_type_hint"]) for f in revoked} == {
+        (refresh, "refresh_token"),
+        (access, "access_token"),
+    }
+    assert fhir_status(live_ehr, access) == 401  # the EHR no longer accepts it
+    with pytest.raises(OAuthError):
+        refresh_grant(stored(factory, connection_id).ehr, refresh or "", settings=smart)
+    after = stored(factory, connection_id)
+    assert after.status == "disconnected"
+    assert after.access_token_enc is None and after.refresh_token_enc is None
+    with pytest.raises(NotConnected):
+        access_token(factory, connection_id, settings=smart)
+
+
+def test_key_rotation_re_encrypts_every_stored_secret(
+    factory, browser: Browser, smart: SmartSettings, live_ehr: LiveEhr, token_key: bytes
+) -> None:
+    ehr = register_ehr(factory, live_ehr, "confidential-symmetric", smart)
+    connection_id = connected(factory, ehr, browser, live_ehr, smart)
+    access, refresh = plain_tokens(smart, stored(factory, connection_id))
+    new_key = Fernet.generate_key()
+    old_only = smart.cipher
+    rotated = replace(smart, cipher=TokenCipher([new_key, token_key]))
+    with transaction(factory) as session:
+        assert rotate_encryption(session, settings=rotated) == 4  # 2 tokens, secret, verifier
+    new_only = replace(smart, cipher=TokenCipher([new_key]))
+    after = stored(factory, connection_id)
+    assert plain_tokens(new_only, after) == (access, refresh)
+    with pytest.raises(TokenKeyError):
+        old_only.decrypt(after.access_token_enc or "")
+    # The portal keeps working with only the new key: refresh with the re-encrypted secret.
+    fresh = access_token(factory, connection_id, stale=access, settings=new_only)
+    assert fhir_status(live_ehr, fresh) == 200
