@@ -75,6 +75,23 @@ def ehr_add(name: str, fhir_base: str, client_id: str, client_type: str) -> None
         click.echo(f"registered {ehr.name}: {ehr.fhir_base}")
 
 
+# --- sync -----------------------------------------------------------------------------------
+@main.command("sync")
+@click.option("--queued-for", default=30.0, show_default=True, help="Seconds a run may wait.")
+@with_appcontext
+def sync_pending(queued_for: float) -> None:
+    """Run syncs nobody is running (queued too long, or abandoned by a stopped worker)."""
+    from portal.sync.worker import run_pending, sync_settings
+
+    results = run_pending(
+        db.sessionmaker(current_app), sync_settings(current_app), queued_for=queued_for
+    )
+    for run_id, status in results.items():
+        click.echo(f"sync run {run_id}: {status or 'taken by another worker'}")
+    if not results:
+        click.echo("no sync waiting")
+
+
 # --- sandbox EHR ----------------------------------------------------------------------------
 @main.group("sandbox")
 def sandbox_group() -> None:

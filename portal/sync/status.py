@@ -1,0 +1,127 @@
+"""What the patient sees of their connections and syncs: plain-words status, progress, age."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from portal.db import utcnow
+from portal.models import EhrConnection, EhrServer, SyncRun
+from portal.smart.scopes import SECTION_NAMES, missing_sections
+from portal.sync.engine import latest_run
+
+ACTIVE = ("queued", "running")
+
+
+@dataclass(frozen=True)
+class SectionProgress:
+    name: str
+    fetched: int
+    done: bool
+    error: str | None
+
+
+@dataclass(frozen=True)
+class ConnectionStatus:
+    """One connection as the patient sees it."""
+
+    connection_id: int
+    ehr_id: int
+    ehr_name: str
+    status: str  # active | reconnect_needed | disconnected
+    last_synced_at: datetime | None
+    run_status: str | None  # queued | running | complete | incomplete | failed | None
+    run_error: str | None
+    sections: list[SectionProgress] = field(default_factory=list)
+    quarantined: int = 0
+    not_shared: list[str] = field(default_factory=list)
+
+    @property
+    def syncing(self) -> bool:
+        return self.run_status in ACTIVE
+
+    @property
+    def fetched(self) -> int:
+        return sum(s.fetched for s in self.sections)
+
+    @property
+    def headline(self) -> str:
+        """One sentence on the state of this connection."""
+        if self.status == "reconnect_needed":
+            return "Needs you to reconnect: your clinic ended the portal's access."
+        if self.status == "disconnected":
+            return "Disconnected: the portal no longer reads this record."
+        if self.run_status == "queued":
+            return "Waiting to fetch your records…"
+        if self.run_status == "running":
+            return f"Fetching your records… {self.fetched} items so far."
+        if self.run_status in ("incomplete", "failed"):
+            return "The last update did not finish" + (
+                f": {self.run_error}" if self.run_error else "."
+            )
+        if self.last_synced_at is None:
+            return "Not fetched yet."
+        return "Up to date."
+
+
+def connection_status(session: Session, connection: EhrConnection) -> ConnectionStatus:
+    run = latest_run(session, connection.id)
+    return ConnectionStatus(
+        connection_id=connection.id,
+        ehr_id=connection.ehr_server_id,
+        ehr_name=connection.ehr.name,
+        status=connection.status,
+        last_synced_at=connection.last_synced_at,
+        run_status=run.status if run else None,
+        run_error=run.error if run else None,
+        sections=_sections(run),
+        quarantined=sum(int(p.get("quarantined") or 0) for p in (run.progress or {}).values())
+        if run
+        else 0,
+        not_shared=sorted(SECTION_NAMES[s] for s in missing_sections(connection.granted_scope)),
+    )
+
+
+def _sections(run: SyncRun | None) -> list[SectionProgress]:
+    if run is None:
+        return []
+    progress: dict[str, Any] = run.progress or {}
+    return [
+        SectionProgress(
+            name=SECTION_NAMES.get(key, key),
+            fetched=int(p.get("fetched") or 0),
+            done=bool(p.get("done")),
+            error=p.get("error"),
+        )
+        for key, p in sorted(progress.items())
+    ]
+
+
+def overview(session: Session, account_id: int) -> list[ConnectionStatus]:
+    """Every connection of the account, oldest first."""
+    connections = session.scalars(
+        sa.select(EhrConnection)
+        .where(EhrConnection.account_id == account_id)
+        .order_by(EhrConnection.id)
+    ).all()
+    return [connection_status(session, c) for c in connections]
+
+
+def registry(session: Session) -> list[EhrServer]:
+    return list(session.scalars(sa.select(EhrServer).order_by(EhrServer.name)))
+
+
+def age_in_words(when: datetime | None, now: datetime | None = None) -> str:
+    """ "3 minutes ago", "2 days ago"; "never" for None."""
+    if when is None:
+        return "never"
+    seconds = int(((now or utcnow()) - when).total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            n = seconds // size
+            return f"{n} {unit}{'s' if n != 1 else ''} ago"
+    return "just now"

@@ -1,0 +1,222 @@
+"""Connecting EHRs: EHR launch, standalone connect, the OAuth callback, sync and disconnect.
+
+Identity after a launch comes only from the token response (patient, validated id_token);
+no request parameter can choose the account or the patient.
+"""
+
+from __future__ import annotations
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+
+from portal.extensions import db
+from portal.models import Account, EhrConnection, EhrServer
+from portal.registry import find_ehr
+from portal.smart.errors import SmartError
+from portal.smart.oauth import begin, complete, new_browser_binding
+from portal.smart.tokens import connect, disconnect, find_or_create_account_for_launch
+from portal.sync import status as sync_status
+from portal.sync.engine import enqueue
+from portal.sync.worker import start_in_background
+from portal.web.auth import current_account, login_required, sign_in
+from portal.web.htmx import render
+
+bp = Blueprint("connect", __name__)
+
+
+def _binding() -> str:
+    """The random value tying OAuth transactions to this browser's session."""
+    binding = session.get("oauth_binding")
+    if not binding:
+        binding = new_browser_binding()
+        session["oauth_binding"] = binding
+    return str(binding)
+
+
+def _redirect_uri() -> str:
+    # From configuration, never from the Host header: it must equal the registered URI.
+    return str(current_app.config["PUBLIC_URL"]).rstrip("/") + "/oauth/callback"
+
+
+def _problem(title: str, message: str, status: int):
+    return render_template("connect/problem.html", title=title, message=message), status
+
+
+@bp.get("/launch")
+def ehr_launch():
+    """The launch URL registered with EHRs: `iss` must be a registered EHR."""
+    iss, launch = request.args.get("iss", ""), request.args.get("launch", "")
+    if not iss or not launch:
+        return _problem(
+            "Open this from your clinic",
+            "This address is opened by your clinic's health record system. "
+            "To connect a clinic yourself, sign in and choose “Connect a clinic”.",
+            400,
+        )
+    ehr = find_ehr(db.session, iss)
+    if ehr is None:  # refused before any request leaves the portal
+        return _problem(
+            "Unknown health record system",
+            "This health record system is not registered with the portal, so we did not "
+            "contact it. Ask your clinic to register the portal.",
+            400,
+        )
+    return _authorize(ehr, kind="ehr-launch", launch=launch)
+
+
+@bp.get("/connect/<int:ehr_id>")
+@login_required
+def connect_ehr(ehr_id: int):
+    """Standalone launch: the signed-in patient connects a registered EHR.
+
+    A link, not a form: the CSP's `form-action 'self'` would block a form's redirect to the
+    EHR. Starting is harmless to repeat: it only stores a transaction bound to this browser.
+    """
+    ehr = db.session.get(EhrServer, ehr_id)
+    if ehr is None:
+        abort(404)
+    account = current_account()
+    assert account is not None  # login_required
+    return _authorize(ehr, kind="standalone", account_id=account.id)
+
+
+def _authorize(
+    ehr: EhrServer, *, kind: str, launch: str | None = None, account_id: int | None = None
+):
+    try:
+        url = begin(
+            db.session,
+            ehr,
+            kind=kind,
+            launch=launch,
+            account_id=account_id,
+            redirect_uri=_redirect_uri(),
+            browser_binding=_binding(),
+        )
+    except SmartError as exc:
+        current_app.logger.warning("authorization not started for EHR %s: %s", ehr.id, exc)
+        return _problem("We could not reach your clinic", exc.public_message, exc.status)
+    return redirect(url)
+
+
+@bp.get("/oauth/callback")
+def callback():
+    args = request.args
+    try:
+        result = complete(
+            db.session,
+            state=args.get("state"),
+            code=args.get("code"),
+            error=args.get("error"),
+            error_description=args.get("error_description"),
+            browser_binding=session.get("oauth_binding"),
+            redirect_uri=_redirect_uri(),
+            iss=args.get("iss"),
+        )
+    except SmartError as exc:
+        current_app.logger.info("callback refused: %s", type(exc).__name__)
+        return _problem("Your clinic was not connected", exc.public_message, exc.status)
+    ehr = db.session.get(EhrServer, result.ehr_id)
+    assert ehr is not None  # complete() checked it
+    if result.kind == "ehr-launch":
+        account: Account | None = find_or_create_account_for_launch(db.session, ehr, result)
+        assert account is not None
+        sign_in(account)
+    else:
+        account = current_account()
+        if account is None or account.id != result.account_id:
+            return _problem(
+                "Please sign in again",
+                "You were signed out while connecting your clinic. Sign in and connect again.",
+                403,
+            )
+    connection = connect(db.session, result, account)
+    run = enqueue(db.session, connection.id)
+    db.session.commit()  # the background sync reads the run from another session
+    start_in_background(current_app._get_current_object(), run.id)  # type: ignore[attr-defined]
+    flash(f"Connected to {ehr.name}. Your records are being fetched.")
+    return redirect(url_for("records.summary"))
+
+
+def _own_connection(connection_id: int) -> EhrConnection:
+    """Load-or-404, then check it is the signed-in person's, else 403."""
+    connection = db.session.get(EhrConnection, connection_id)
+    if connection is None:
+        abort(404)
+    account = current_account()
+    if account is None or connection.account_id != account.id:
+        abort(403)
+    return connection
+
+
+@bp.get("/connect")
+@login_required
+def connections():
+    account = current_account()
+    assert account is not None
+    return render(
+        "connect/index.html",
+        "connections",
+        overview=sync_status.overview(db.session, account.id),
+        ehrs=sync_status.registry(db.session),
+    )
+
+
+@bp.post("/connections/<int:connection_id>/sync")
+@login_required
+def sync_now(connection_id: int):
+    connection = _own_connection(connection_id)
+    if connection.status != "active":
+        flash(f"Reconnect {connection.ehr.name} first: it needs you to sign in there again.")
+        return redirect(url_for("connect.connections"))
+    run = enqueue(db.session, connection.id)
+    db.session.commit()
+    start_in_background(current_app._get_current_object(), run.id)  # type: ignore[attr-defined]
+    flash(f"Fetching your latest records from {connection.ehr.name}.")
+    return redirect(
+        request.referrer if _same_site(request.referrer) else url_for("records.summary")
+    )
+
+
+@bp.post("/connections/<int:connection_id>/disconnect")
+@login_required
+def disconnect_connection(connection_id: int):
+    connection = _own_connection(connection_id)
+    disconnect(db.session, connection)
+    flash(
+        f"Disconnected from {connection.ehr.name}. The portal can no longer read your record "
+        "there; what was already fetched stays in your record."
+    )
+    return redirect(url_for("connect.connections"))
+
+
+@bp.get("/sync/status")
+@login_required
+def status():
+    """Live sync progress (polled by htmx while a sync runs)."""
+    account = current_account()
+    assert account is not None
+    return render(
+        "connect/status.html",
+        "sync_status",
+        overview=sync_status.overview(db.session, account.id),
+    )
+
+
+def _same_site(url: str | None) -> bool:
+    public = str(current_app.config["PUBLIC_URL"]).rstrip("/")
+    return bool(url) and (url == public or str(url).startswith(public + "/"))
+
+
+@bp.app_template_filter("age")
+def age_filter(when):
+    return sync_status.age_in_words(when)
