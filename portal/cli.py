@@ -58,9 +58,25 @@ def ehr_group() -> None:
 @click.option("--fhir-base", required=True, help="The EHR's FHIR base URL (its `iss`).")
 @click.option("--client-id", required=True)
 @click.option("--client-type", type=click.Choice(CLIENT_TYPES), default="public")
+@click.option(
+    "--client-secret-env",
+    help="Name of an environment variable holding the client secret (confidential-symmetric); "
+    "read from the environment so it never appears in the shell history.",
+)
 @with_appcontext
-def ehr_add(name: str, fhir_base: str, client_id: str, client_type: str) -> None:
+def ehr_add(
+    name: str, fhir_base: str, client_id: str, client_type: str, client_secret_env: str | None
+) -> None:
     """Add or update an EHR."""
+    import os
+
+    from portal.smart.tokens import set_client_secret
+
+    secret = os.environ.get(client_secret_env) if client_secret_env else None
+    if client_type == "confidential-symmetric" and not secret:
+        raise click.BadParameter(
+            "a confidential-symmetric client needs --client-secret-env naming a set variable"
+        )
     with transaction(db.sessionmaker(current_app)) as session:
         try:
             ehr = upsert_ehr(
@@ -72,6 +88,8 @@ def ehr_add(name: str, fhir_base: str, client_id: str, client_type: str) -> None
             )
         except RegistryError as exc:
             raise click.BadParameter(str(exc)) from exc
+        if secret:
+            set_client_secret(ehr, secret)
         click.echo(f"registered {ehr.name}: {ehr.fhir_base}")
 
 

@@ -7,6 +7,7 @@ from flask import Blueprint, current_app, render_template
 
 from portal.extensions import db
 from portal.models import EhrServer
+from portal.smart.settings import client_jwks
 
 bp = Blueprint("home", __name__)
 
@@ -17,6 +18,12 @@ def index() -> str:
     return render_template(
         "web/home.html", ehrs=ehrs, demo_links=current_app.config.get("DEMO_LINKS", [])
     )
+
+
+@bp.get("/.well-known/jwks.json")
+def jwks() -> dict[str, object]:
+    """The portal's public keys, for EHRs that register it as a confidential-asymmetric client."""
+    return client_jwks()
 
 
 @bp.get("/healthz")
