@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,10 @@ from portal.config import instance_path, load_config
 from portal.extensions import csrf, db, limiter
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+# httpx logs every request URL at INFO; FHIR URLs name the patient.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -28,10 +33,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
     limiter.init_app(app)
 
-    from portal.web import accounts, errors, home
+    from portal.smart import settings as smart_settings
+    from portal.web import accounts, connect, errors, home, records
+
+    smart_settings.init_app(app)
 
     app.register_blueprint(home.bp)
     app.register_blueprint(accounts.bp)
+    app.register_blueprint(records.bp)
+    app.register_blueprint(connect.bp)
     errors.register(app)
     app.after_request(security_headers)
     return app

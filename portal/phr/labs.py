@@ -1,0 +1,491 @@
+"""Lab results, grouped by test, with flags, normal ranges, safe unit conversions and trends."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from portal.models import FhirRecord
+from portal.phr import units
+from portal.phr.charts import Chart, Measurement, line_chart
+from portal.phr.classify import codes_of
+from portal.phr.records import Page, Records, Row
+from portal.phr.words import (
+    absent_reason,
+    concept_text,
+    date_text,
+    lab_name,
+    number,
+    status_words,
+    tidy,
+    unit_words,
+    value_text,
+)
+
+UCUM = "http://unitsofmeasure.org"
+# v3 ObservationInterpretation codes that mean "outside the normal range", in words.
+FLAGS = {
+    "H": "High",
+    "HU": "Very high",
+    "HH": "Critically high",
+    "L": "Low",
+    "LU": "Very low",
+    "LL": "Critically low",
+    "A": "Abnormal",
+    "AA": "Critically abnormal",
+    ">": "Above what the test can measure",
+    "<": "Below what the test can measure",
+    "POS": "Positive",
+    "DET": "Detected",
+    "R": "Resistant",
+    "W": "Worse",
+}
+NORMAL = {"N", "NEG", "ND", "S", "B", "I"}
+# What the lab pages read of each result (the rest of the resource stays in the database).
+ELEMENTS = (
+    "code",
+    "effectiveDateTime",
+    "effectivePeriod",
+    "issued",
+    "valueQuantity",
+    "valueCodeableConcept",
+    "valueString",
+    "valueBoolean",
+    "valueInteger",
+    "valueRange",
+    "valueRatio",
+    "valueDateTime",
+    "valuePeriod",
+    "valueTime",
+    "dataAbsentReason",
+    "referenceRange",
+    "interpretation",
+    "note",
+)
+TESTS_PER_PAGE = 6
+CHART_POINTS = 30  # the overview charts each test's latest results; its own page has them all
+RECENT_IN_CARD = 3
+
+
+@dataclass(frozen=True)
+class Flag:
+    code: str  # H, L, A... (a letter people know from paper results)
+    words: str  # "High"
+    direction: str  # "high" | "low" | "other"
+
+
+@dataclass(frozen=True)
+class LabResult:
+    id: int
+    at: datetime | None
+    date: str | None
+    value: float | None  # in the series' unit
+    unit: str | None
+    text: str  # "5.4 mmol/L", "Positive", "Not recorded (asked but unknown)"
+    reported: str | None  # the value as the lab sent it, when converted
+    flag: Flag | None
+    range: str | None  # normal range in words, in the series' unit
+    low: float | None
+    high: float | None
+    absent: bool
+    status: str | None  # said only when the result is not final
+    note: str | None
+    source: str
+
+
+@dataclass(frozen=True)
+class LabSeries:
+    unit: str | None
+    unit_label: str
+    count: int
+    results: tuple[LabResult, ...]  # newest first (left empty on the overview)
+    chart: Chart | None
+
+
+@dataclass(frozen=True)
+class LabTest:
+    key: str
+    name: str
+    count: int
+    charted: int  # how many of the latest results the chart shows
+    latest: LabResult
+    series: tuple[LabSeries, ...]  # numeric results, one series per kind of unit
+    results: tuple[LabResult, ...]  # newest first: every one, or the latest few on the overview
+    sources: tuple[str, ...]
+    flagged: int
+
+    @property
+    def recent(self) -> tuple[LabResult, ...]:
+        return self.results[:RECENT_IN_CARD]
+
+    @property
+    def anchor(self) -> str:
+        return slug(self.key)
+
+
+@dataclass(frozen=True)
+class LabOverview:
+    tests: Page[LabTest]
+    total_results: int
+
+
+@dataclass(frozen=True)
+class _Group:
+    key: str
+    count: int
+    latest: datetime | None
+
+
+def test_key(code: str | None, display: str | None) -> str:
+    """What identifies a test in URLs: its (LOINC) code, else its name."""
+    return code if code else f"name:{display or ''}"
+
+
+def _key_filter(key: str) -> sa.ColumnElement[bool]:
+    if key.startswith("name:"):
+        return sa.and_(FhirRecord.code.is_(None), FhirRecord.display == key[5:])
+    return FhirRecord.code == key
+
+
+def overview(records: Records, page: int = 1, size: int = TESTS_PER_PAGE) -> LabOverview:
+    """One page of tests (most recently done first), each with its results and trend."""
+    groups = _groups(records)
+    total_results = sum(g.count for g in groups)
+    pages = max(1, -(-len(groups) // size))
+    page = min(max(1, page), pages)
+    chosen = groups[(page - 1) * size : page * size]
+    if not chosen:
+        return LabOverview(Page([], page, size, len(groups)), total_results)
+    codes = [g.key for g in chosen if not g.key.startswith("name:")]
+    names = [g.key[5:] for g in chosen if g.key.startswith("name:")]
+    where = []
+    if codes and names:
+        where.append(
+            sa.or_(
+                FhirRecord.code.in_(codes),
+                sa.and_(FhirRecord.code.is_(None), FhirRecord.display.in_(names)),
+            )
+        )
+    elif codes:
+        where.append(FhirRecord.code.in_(codes))
+    else:
+        where.append(sa.and_(FhirRecord.code.is_(None), FhirRecord.display.in_(names)))
+    by_key: dict[str, list[Row]] = {}
+    for row, _ in records.recent_per_code(["labs"], CHART_POINTS, where=where, elements=ELEMENTS):
+        by_key.setdefault(test_key(row.code, row.display), []).append(row)
+    tests = [
+        build_test(records, g.key, by_key[g.key], compact=True, total=g.count)
+        for g in chosen
+        if g.key in by_key
+    ]
+    return LabOverview(Page(tests, page, size, len(groups)), total_results)
+
+
+def _groups(records: Records) -> list[_Group]:
+    if not records.ids:
+        return []
+    name = sa.case((FhirRecord.code.is_(None), FhirRecord.display), else_=sa.null())
+    query = records._scope(
+        sa.select(
+            FhirRecord.code, name, sa.func.count(), sa.func.max(FhirRecord.effective_at)
+        ).group_by(FhirRecord.code, name),
+        ["labs"],
+    )
+    groups = []
+    for code, display, count, latest in records.session.execute(query):
+        if isinstance(latest, str):  # SQLite returns max() of a datetime column as text
+            latest = datetime.fromisoformat(latest)
+        groups.append(_Group(test_key(code, display), int(count), latest))
+    groups.sort(key=lambda g: (g.latest is None, -(g.latest.timestamp() if g.latest else 0)))
+    return groups
+
+
+def test_history(records: Records, key: str) -> LabTest | None:
+    """Every result of one test (None when this record has none)."""
+    rows = records.rows(["labs"], where=[_key_filter(key)], elements=ELEMENTS)
+    return build_test(records, key, rows) if rows else None
+
+
+def recent_results(records: Records, limit: int = 8) -> list[tuple[str, LabResult]]:
+    """The latest lab results of any test, as reported: (test name, result)."""
+    rows = records.rows(["labs"], limit=limit, elements=ELEMENTS)
+    return [(_name(row), _result(records, row, own_unit(row))) for row in rows]
+
+
+@dataclass(frozen=True)
+class _Point:
+    """A numeric result in its series' unit, before any words are made of it."""
+
+    row: Row
+    value: float
+    flag: Flag | None
+    low: float | None
+    high: float | None
+
+
+def build_test(
+    records: Records, key: str, rows: list[Row], *, compact: bool = False, total: int | None = None
+) -> LabTest:
+    """A test's results (rows newest first) as series per kind of unit, with charts.
+
+    `rows` are charted; `compact` puts only the latest few into words. `total` is how many
+    results the test has when `rows` are only the latest of them.
+    """
+    numeric: dict[str, list[Row]] = {}
+    for row in rows:
+        q = row.raw.get("valueQuantity")
+        if isinstance(q, dict) and isinstance(q.get("value"), int | float):
+            numeric.setdefault(units.kind(unit_of(q)), []).append(row)
+    worded = rows[:RECENT_IN_CARD] if compact else rows
+    name = _name(rows[0])
+    series = []
+    targets: dict[int, str | None] = {}
+    flagged = 0
+    for i, (_, group) in enumerate(sorted(numeric.items(), key=lambda kv: -len(kv[1]))):
+        target = units.preferred_unit([unit_of(r.raw["valueQuantity"]) for r in group])
+        targets.update((r.id, target) for r in group)
+        points = [_point(r, target) for r in group]
+        flagged += sum(1 for p in points if p.flag)
+        label = unit_words(target)
+        series.append(
+            LabSeries(
+                unit=target,
+                unit_label=label,
+                count=len(group),
+                results=()
+                if compact
+                else tuple(_result(records, r, target, convert=True) for r in group),
+                chart=_chart(f"lab-{slug(key)}-{i}", name, label, points, compact=compact),
+            )
+        )
+    results = tuple(
+        _result(records, r, targets[r.id], convert=True)
+        if r.id in targets
+        else _result(records, r, own_unit(r))
+        for r in worded
+    )
+    flagged += sum(1 for r in rows if r.id not in targets and flag_of(r.raw))
+    return LabTest(
+        key=key,
+        name=name,
+        count=total if total is not None else len(rows),
+        charted=len(rows),
+        latest=results[0],
+        series=tuple(series),
+        results=results,
+        sources=tuple(sorted({records.source(r) for r in rows})),
+        flagged=flagged,
+    )
+
+
+def _point(row: Row, target: str | None) -> _Point:
+    q = row.raw["valueQuantity"]
+    value = float(q["value"])
+    converted = units.convert(value, unit_of(q), target)
+    value = value if converted is None else converted
+    low, high, _ = _range(row.raw, target, in_words=False)
+    return _Point(row, value, _flag(row.raw, value, low, high), low, high)
+
+
+def _name(row: Row) -> str:
+    return lab_name(tidy(row.display) or concept_text(row.raw.get("code")) or "Unnamed test")
+
+
+def unit_of(quantity: dict[str, Any]) -> str | None:
+    """The unit to compute with: the UCUM code when there is one, else the unit text."""
+    if quantity.get("code") and quantity.get("system", UCUM) == UCUM:
+        return str(quantity["code"])
+    unit = quantity.get("unit") or quantity.get("code")
+    return str(unit) if unit else None
+
+
+def own_unit(row: Row) -> str | None:
+    """The unit a result was reported in."""
+    q = row.raw.get("valueQuantity")
+    return unit_of(q) if isinstance(q, dict) else None
+
+
+def _result(records: Records, row: Row, target: str | None, *, convert: bool = False) -> LabResult:
+    raw = row.raw
+    q = raw.get("valueQuantity")
+    value: float | None = None
+    reported = None
+    text = value_text(raw)
+    if isinstance(q, dict) and isinstance(q.get("value"), int | float):
+        own = unit_of(q)
+        value = float(q["value"])
+        if convert and own != target:
+            converted = units.convert(value, own, target)
+            if converted is not None:
+                reported = f"{text} as reported"
+                value = converted
+                comparator = q.get("comparator") or ""
+                label = unit_words(target)
+                text = f"{comparator}{number(value)} {label}".strip()
+    absent = absent_reason(raw)
+    if text is None:
+        text = absent or "No value recorded"
+    low, high, range_words = _range(raw, target)
+    flag = _flag(raw, value, low, high)
+    status = row.status if row.status not in (None, "final") else None
+    interpretation_note = concept_text(raw.get("interpretation")) if flag is None else None
+    return LabResult(
+        id=row.id,
+        at=row.effective_at,
+        date=_date(row),
+        value=value,
+        unit=target,
+        text=text,
+        reported=reported,
+        flag=flag,
+        range=range_words,
+        low=low,
+        high=high,
+        absent=absent is not None and value_text(raw) is None,
+        status=status_words(status),
+        note=" ".join(
+            n
+            for n in (
+                interpretation_note if interpretation_note not in (None, "Normal") else None,
+                *(str(x["text"]) for x in raw.get("note") or [] if isinstance(x, dict)),
+            )
+            if n
+        )
+        or None,
+        source=records.source(row),
+    )
+
+
+def _range(
+    raw: dict[str, Any], target: str | None, *, in_words: bool = True
+) -> tuple[float | None, float | None, str | None]:
+    """(low, high, words) of the first reference range, in the `target` unit when possible."""
+    ranges = raw.get("referenceRange") or []
+    first = ranges[0] if ranges and isinstance(ranges[0], dict) else None
+    if first is None:
+        return None, None, None
+    bounds: list[float | None] = []
+    for end in ("low", "high"):
+        q = first.get(end)
+        if isinstance(q, dict) and isinstance(q.get("value"), int | float):
+            own = unit_of(q) or target
+            bounds.append(units.convert(float(q["value"]), own, target) if target else q["value"])
+        else:
+            bounds.append(None)
+    low, high = bounds
+    if not in_words:
+        return low, high, None
+    label = unit_words(target)
+    words: str
+    if low is not None and high is not None:
+        words = f"{number(low)}\u2013{number(high)} {label}"
+    elif high is not None:
+        words = f"below {number(high)} {label}"
+    elif low is not None:
+        words = f"above {number(low)} {label}"
+    else:
+        words = str(first["text"]) if first.get("text") else ""
+    if words and first.get("text") and (low is not None or high is not None):
+        words = f"{words.strip()} ({first['text']})"
+    return low, high, words.strip() or None
+
+
+def _flag(
+    raw: dict[str, Any], value: float | None, low: float | None, high: float | None
+) -> Flag | None:
+    """A flag from the lab's interpretation, else from comparing with the normal range."""
+    codes = codes_of(raw.get("interpretation"))
+    for code in codes:
+        if code in FLAGS:
+            direction = "high" if code.startswith("H") or code == ">" else "other"
+            direction = "low" if code.startswith("L") or code == "<" else direction
+            return Flag(code, FLAGS[code], direction)
+    if any(code in NORMAL for code in codes) or value is None:
+        return None
+    if high is not None and value > high:
+        return Flag("H", "High", "high")
+    if low is not None and value < low:
+        return Flag("L", "Low", "low")
+    return None
+
+
+def _chart(
+    chart_id: str, name: str, unit: str, points: list[_Point], *, compact: bool
+) -> Chart | None:
+    plotted: list[tuple[datetime, _Point]] = []
+    for p in points:
+        if p.row.effective_at is not None:
+            plotted.append((p.row.effective_at, p))
+    if not plotted:
+        return None
+    ranged = next((p for _, p in plotted if p.low is not None or p.high is not None), None)
+    band = (ranged.low, ranged.high) if ranged else None
+    measurements = [
+        Measurement(
+            at=at,
+            value=p.value,
+            label=_label(p, unit) if p.flag else "",
+            flagged=p.flag is not None,
+        )
+        for at, p in plotted
+    ]
+    newest, oldest = plotted[0][1], plotted[-1][1]
+    values = [m.value for m in measurements]
+    flagged = sum(1 for m in measurements if m.flagged)
+    desc = (
+        f"{len(plotted)} result{'s' if len(plotted) != 1 else ''} "
+        f"from {_date(oldest.row)} to {_date(newest.row)}; "
+        f"lowest {number(min(values))}, highest {number(max(values))} {unit}. "
+        f"Latest {number(newest.value)} {unit} on {_date(newest.row)}."
+    )
+    if ranged:
+        range_words = _range(ranged.row.raw, newest_unit(points))[2]
+        desc += f" Normal range {range_words}." if range_words else ""
+    if flagged:
+        desc += f" {flagged} outside the normal range."
+    return line_chart(
+        chart_id,
+        f"{name} over time",
+        [(name, measurements)],
+        unit=unit,
+        band=band,
+        desc=desc.replace("  ", " "),
+        compact=compact,
+    )
+
+
+def newest_unit(points: list[_Point]) -> str | None:
+    return unit_of(points[0].row.raw["valueQuantity"]) if points else None
+
+
+def _label(p: _Point, unit: str) -> str:
+    flag = f", {p.flag.words.lower()}" if p.flag else ""
+    return f"{number(p.value)} {unit} on {_date(p.row)}{flag}".replace("  ", " ")
+
+
+def _date(row: Row) -> str | None:
+    raw = row.raw
+    return (
+        date_text(raw.get("effectiveDateTime"))
+        or date_text((raw.get("effectivePeriod") or {}).get("start"))
+        or date_text(raw.get("issued"))
+        or date_text(row.effective_at)
+    )
+
+
+def slug(text: str) -> str:
+    """A DOM-id-safe version of a key."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "x"
+
+
+def flag_of(raw: dict[str, Any]) -> Flag | None:
+    """The flag of one result, against its own normal range (no conversion)."""
+    q = raw.get("valueQuantity")
+    unit = unit_of(q) if isinstance(q, dict) else None
+    value = q.get("value") if isinstance(q, dict) else None
+    low, high, _ = _range(raw, unit)
+    return _flag(raw, float(value) if isinstance(value, int | float) else None, low, high)

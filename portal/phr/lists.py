@@ -1,0 +1,643 @@
+"""The record's lists in plain words: problems, medications, allergies, immunizations, procedures,
+care plans and goals, care team and clinicians, coverage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from portal.models import FhirRecord
+from portal.phr.records import Page, Records, Row, display_name
+from portal.phr.words import (
+    concept_text,
+    date_text,
+    dosage_text,
+    first_code,
+    period_text,
+    quantity_text,
+    range_text,
+    status_words,
+    when_text,
+)
+
+# ---- problems ----------------------------------------------------------------------------
+
+ACTIVE_PROBLEM = ("active", "recurrence", "relapse")
+PAST_PROBLEM = ("inactive", "remission", "resolved")
+SEVERITY_WORDS = {"24484000": "Severe", "6736007": "Moderate", "255604002": "Mild"}
+
+
+@dataclass(frozen=True)
+class Problem:
+    id: int
+    name: str
+    status: str
+    active: bool
+    since: str | None
+    ended: str | None
+    severity: str | None
+    kind: str  # "Health problem" | "Diagnosis at a visit"
+    note: str | None
+    source: str
+
+
+def problem_filter(show: str) -> list[sa.ColumnElement[bool]]:
+    if show == "past":
+        return [FhirRecord.status.in_(PAST_PROBLEM)]
+    if show == "active":
+        return [sa.or_(FhirRecord.status.is_(None), FhirRecord.status.notin_(PAST_PROBLEM))]
+    return []
+
+
+def problems(records: Records, show: str = "active", limit: int | None = None) -> list[Problem]:
+    """Health problems and visit diagnoses: `active`, `past` or `all`."""
+    rows = records.rows(["problems", "diagnoses"], where=problem_filter(show), limit=limit)
+    return [_problem(records, r) for r in rows]
+
+
+def _problem(records: Records, row: Row) -> Problem:
+    raw = row.raw
+    status = row.status
+    return Problem(
+        id=row.id,
+        name=concept_text(raw.get("code")) or row.display or "Unnamed problem",
+        status=status_words(status) or "Status not recorded",
+        active=status not in PAST_PROBLEM,
+        since=when_text(raw, "onsetDateTime", "onsetPeriod", "onsetString", "recordedDate")
+        or (str(raw["onsetString"]) if raw.get("onsetString") else None),
+        ended=when_text(raw, "abatementDateTime", "abatementPeriod")
+        or (str(raw["abatementString"]) if raw.get("abatementString") else None),
+        severity=SEVERITY_WORDS.get(first_code(raw.get("severity")) or "")
+        or concept_text(raw.get("severity")),
+        kind="Diagnosis at a visit" if row.category == "diagnoses" else "Health problem",
+        note=_note(raw),
+        source=records.source(row),
+    )
+
+
+def _note(raw: dict[str, Any]) -> str | None:
+    notes = [str(n["text"]) for n in raw.get("note") or [] if isinstance(n, dict) and n.get("text")]
+    return " ".join(notes) if notes else None
+
+
+# ---- medications -------------------------------------------------------------------------
+
+CURRENT_MEDICATION = ("active", "on-hold", "intended", "draft", "unknown")
+
+
+@dataclass(frozen=True)
+class Medication:
+    id: int
+    name: str
+    status: str
+    current: bool
+    dosage: str | None
+    started: str | None
+    prescriber: str | None
+    reason: str | None
+    note: str | None
+    source: str
+
+
+def medication_filter(show: str) -> list[sa.ColumnElement[bool]]:
+    current = sa.or_(FhirRecord.status.is_(None), FhirRecord.status.in_(CURRENT_MEDICATION))
+    if show == "past":
+        return [sa.not_(current)]
+    if show == "current":
+        return [current]
+    return []
+
+
+def medications(
+    records: Records, show: str = "current", limit: int | None = None
+) -> list[Medication]:
+    """Medicines prescribed or taken: `current`, `past` or `all`."""
+    rows = records.rows(["medications"], where=medication_filter(show), limit=limit)
+    names = records.names(
+        rows, "medicationReference", "requester", "informationSource", "reasonReference"
+    )
+    items = []
+    for row in rows:
+        raw = row.raw
+        name = concept_text(raw.get("medicationCodeableConcept")) or records.ref_name(
+            names, row, raw.get("medicationReference")
+        )
+        dosages = [d for d in (dosage_text(x) for x in raw.get("dosageInstruction") or []) if d]
+        dosages += [d for d in (dosage_text(x) for x in raw.get("dosage") or []) if d]
+        reasons = [concept_text(x) for x in raw.get("reasonCode") or []]
+        reasons += [records.ref_name(names, row, x) for x in raw.get("reasonReference") or []]
+        who = raw.get("requester") or raw.get("informationSource")
+        items.append(
+            Medication(
+                id=row.id,
+                name=name or row.display or "Unnamed medicine",
+                status=status_words(row.status) or "Status not recorded",
+                current=row.status is None or row.status in CURRENT_MEDICATION,
+                dosage="; ".join(dosages) or None,
+                started=when_text(raw, "authoredOn", "effectiveDateTime", "effectivePeriod"),
+                prescriber=records.ref_name(names, row, who) if who else None,
+                reason=", ".join(r for r in reasons if r) or None,
+                note=_note(raw),
+                source=records.source(row),
+            )
+        )
+    return items
+
+
+# ---- allergies ---------------------------------------------------------------------------
+
+CRITICALITY = {
+    "high": "High risk",
+    "low": "Low risk",
+    "unable-to-assess": "Risk not known",
+}
+REACTION_SEVERITY = {"mild": "Mild", "moderate": "Moderate", "severe": "Severe"}
+ALLERGY_CATEGORY = {
+    "food": "Food",
+    "medication": "Medicine",
+    "environment": "Environment",
+    "biologic": "Biologic",
+}
+
+
+@dataclass(frozen=True)
+class Reaction:
+    what: str
+    severity: str | None
+    severe: bool
+    when: str | None
+    note: str | None
+
+
+@dataclass(frozen=True)
+class Allergy:
+    id: int
+    name: str
+    criticality: str | None
+    high_risk: bool
+    kinds: str | None
+    type: str | None
+    status: str
+    active: bool
+    verification: str | None
+    recorded: str | None
+    reactions: tuple[Reaction, ...]
+    note: str | None
+    source: str
+
+
+def allergies(records: Records) -> list[Allergy]:
+    """Allergies and intolerances, active ones (high risk first) before the rest."""
+    items = []
+    for row in records.rows(["allergies"]):
+        raw = row.raw
+        reactions = []
+        for reaction in raw.get("reaction") or []:
+            if not isinstance(reaction, dict):
+                continue
+            what = ", ".join(
+                t for t in (concept_text(m) for m in reaction.get("manifestation") or []) if t
+            )
+            severity = reaction.get("severity")
+            reactions.append(
+                Reaction(
+                    what=what or reaction.get("description") or "Reaction not described",
+                    severity=REACTION_SEVERITY.get(str(severity)) if severity else None,
+                    severe=severity == "severe",
+                    when=date_text(reaction.get("onset")),
+                    note=reaction.get("description") if what else None,
+                )
+            )
+        criticality = raw.get("criticality")
+        verification = first_code(raw.get("verificationStatus"))
+        status = row.status
+        items.append(
+            Allergy(
+                id=row.id,
+                name=concept_text(raw.get("code")) or row.display or "Unnamed allergy",
+                criticality=CRITICALITY.get(str(criticality)) if criticality else None,
+                high_risk=criticality == "high",
+                kinds=", ".join(ALLERGY_CATEGORY.get(str(c), str(c)) for c in raw["category"])
+                if isinstance(raw.get("category"), list)
+                else None,
+                type=(str(raw["type"]).capitalize() if raw.get("type") else None),
+                status=status_words(status) or "Status not recorded",
+                active=status in (None, "active", "confirmed", "unconfirmed"),
+                verification={
+                    "unconfirmed": "Not confirmed",
+                    "confirmed": "Confirmed",
+                    "refuted": "Ruled out",
+                }.get(verification or ""),
+                recorded=when_text(raw, "recordedDate", "onsetDateTime"),
+                reactions=tuple(reactions),
+                note=_note(raw),
+                source=records.source(row),
+            )
+        )
+    items.sort(key=lambda a: (not a.active, not a.high_risk, a.name.lower()))
+    return items
+
+
+# ---- immunizations -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Immunization:
+    id: int
+    name: str
+    date: str | None
+    given: bool
+    status: str
+    dose: str | None
+    reason_not_given: str | None
+    place: str | None
+    source: str
+
+
+IMMUNIZATION_ELEMENTS = (
+    "vaccineCode",
+    "occurrenceDateTime",
+    "occurrenceString",
+    "protocolApplied",
+    "statusReason",
+    "location",
+)
+GIVEN = sa.or_(FhirRecord.status.is_(None), FhirRecord.status != "not-done")
+
+
+def immunizations(records: Records, page: int = 1, size: int = 50) -> Page[Immunization]:
+    """Vaccines given (and recorded as not given), newest first."""
+    rows, number, total = records.page(
+        ["immunizations"], page, size, elements=IMMUNIZATION_ELEMENTS
+    )
+    return Page(immunization_items(records, rows), number, size, total)
+
+
+def latest_immunizations(records: Records, limit: int) -> tuple[list[Immunization], int]:
+    """The latest dose of each vaccine given (newest first), and how many doses in all."""
+    latest = records.latest_per_code(
+        ["immunizations"], where=[GIVEN], elements=IMMUNIZATION_ELEMENTS
+    )
+    return immunization_items(records, [r for r, _ in latest[:limit]]), sum(n for _, n in latest)
+
+
+def immunization_items(records: Records, rows: list[Row]) -> list[Immunization]:
+    names = records.names(rows, "location", "performer.actor")
+    items = []
+    for row in rows:
+        raw = row.raw
+        doses = [
+            p.get("doseNumberPositiveInt") or p.get("doseNumberString")
+            for p in raw.get("protocolApplied") or []
+            if isinstance(p, dict)
+        ]
+        given = row.status != "not-done"
+        items.append(
+            Immunization(
+                id=row.id,
+                name=concept_text(raw.get("vaccineCode")) or row.display or "Unnamed vaccine",
+                date=when_text(raw, "occurrenceDateTime")
+                or (str(raw["occurrenceString"]) if raw.get("occurrenceString") else None),
+                given=given,
+                status="Given" if given else "Not given",
+                dose=f"Dose {doses[0]}" if doses and doses[0] else None,
+                reason_not_given=None if given else concept_text(raw.get("statusReason")),
+                place=records.ref_name(names, row, raw.get("location"))
+                if raw.get("location")
+                else None,
+                source=records.source(row),
+            )
+        )
+    return items
+
+
+# ---- procedures --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Procedure:
+    id: int
+    name: str
+    date: str | None
+    status: str
+    reason: str | None
+    body_site: str | None
+    outcome: str | None
+    source: str
+
+
+def procedure_items(records: Records, rows: list[Row]) -> list[Procedure]:
+    names = records.names(rows, "reasonReference")
+    items = []
+    for row in rows:
+        raw = row.raw
+        reasons = [concept_text(x) for x in raw.get("reasonCode") or []]
+        reasons += [records.ref_name(names, row, x) for x in raw.get("reasonReference") or []]
+        items.append(
+            Procedure(
+                id=row.id,
+                name=concept_text(raw.get("code")) or row.display or "Unnamed procedure",
+                date=when_text(raw, "performedDateTime", "performedPeriod")
+                or (str(raw["performedString"]) if raw.get("performedString") else None),
+                status=status_words(row.status) or "Status not recorded",
+                reason=", ".join(r for r in reasons if r) or None,
+                body_site=concept_text(raw.get("bodySite")),
+                outcome=concept_text(raw.get("outcome")),
+                source=records.source(row),
+            )
+        )
+    return items
+
+
+def procedures(records: Records, page: int, size: int = 25) -> Page[Procedure]:
+    rows, number, total = records.page(["procedures"], page, size)
+    return Page(procedure_items(records, rows), number, size, total)
+
+
+# ---- care plans and goals ------------------------------------------------------------------
+
+ACTIVE_PLAN = ("active", "draft", "on-hold")
+
+
+@dataclass(frozen=True)
+class Activity:
+    what: str
+    status: str | None
+
+
+@dataclass(frozen=True)
+class CarePlan:
+    id: int
+    title: str
+    status: str
+    active: bool
+    period: str | None
+    addresses: str | None
+    activities: tuple[Activity, ...]
+    description: str | None
+    source: str
+
+
+@dataclass(frozen=True)
+class GoalTarget:
+    what: str | None
+    target: str | None
+    due: str | None
+
+
+@dataclass(frozen=True)
+class Goal:
+    id: int
+    description: str
+    status: str
+    achievement: str | None
+    active: bool
+    start: str | None
+    targets: tuple[GoalTarget, ...]
+    addresses: str | None
+    source: str
+
+
+def care_plans(records: Records, show: str = "all") -> list[CarePlan]:
+    """Care plans: `active` (and drafts, on hold), `past`, or `all` (active first)."""
+    where: list[sa.ColumnElement[bool]] = []
+    if show == "active":
+        where.append(FhirRecord.status.in_(ACTIVE_PLAN))
+    elif show == "past":
+        where.append(sa.or_(FhirRecord.status.is_(None), FhirRecord.status.notin_(ACTIVE_PLAN)))
+    rows = records.rows(
+        ["careplans"],
+        where=where,
+        elements=("title", "category", "activity", "period", "addresses", "description"),
+    )
+    names = records.names(rows, "addresses")
+    items = []
+    for row in rows:
+        raw = row.raw
+        activities = []
+        seen = set()
+        for activity in raw.get("activity") or []:
+            detail = activity.get("detail") if isinstance(activity, dict) else None
+            what = concept_text(detail.get("code")) if isinstance(detail, dict) else None
+            what = what or (detail.get("description") if isinstance(detail, dict) else None)
+            if not what and isinstance(activity, dict):
+                what = activity.get("reference", {}).get("display")
+            if what and what not in seen:  # Synthea repeats activities
+                seen.add(what)
+                status = detail.get("status") if isinstance(detail, dict) else None
+                activities.append(Activity(str(what), status_words(status)))
+        addresses = [records.ref_name(names, row, x) for x in raw.get("addresses") or []]
+        categories = [concept_text(c) for c in raw.get("category") or []]
+        title = raw.get("title") or next((c for c in categories if c), None)
+        items.append(
+            CarePlan(
+                id=row.id,
+                title=str(title or "Care plan"),
+                status=status_words(row.status) or "Status not recorded",
+                active=row.status in ACTIVE_PLAN,
+                period=period_text(raw.get("period")),
+                addresses=", ".join(a for a in addresses if a) or None,
+                activities=tuple(activities),
+                description=raw.get("description"),
+                source=records.source(row),
+            )
+        )
+    items.sort(key=lambda p: not p.active)
+    return items
+
+
+def goals(records: Records) -> list[Goal]:
+    rows = records.rows(["goals"])
+    names = records.names(rows, "addresses")
+    items = []
+    for row in rows:
+        raw = row.raw
+        targets = []
+        for target in raw.get("target") or []:
+            if not isinstance(target, dict):
+                continue
+            value = (
+                quantity_text(target.get("detailQuantity"))
+                or range_text(target.get("detailRange"))
+                or concept_text(target.get("detailCodeableConcept"))
+                or target.get("detailString")
+            )
+            due = date_text(target.get("dueDate"))
+            what = concept_text(target.get("measure"))
+            if what or value or due:
+                targets.append(GoalTarget(what, value, due))
+        lifecycle = raw.get("lifecycleStatus") or row.status
+        addresses = [records.ref_name(names, row, x) for x in raw.get("addresses") or []]
+        items.append(
+            Goal(
+                id=row.id,
+                description=concept_text(raw.get("description")) or row.display or "Goal",
+                status=status_words(lifecycle) or "Status not recorded",
+                achievement=status_words(first_code(raw.get("achievementStatus"))),
+                active=lifecycle in ("proposed", "planned", "accepted", "active", None),
+                start=when_text(raw, "startDate"),
+                targets=tuple(targets),
+                addresses=", ".join(a for a in addresses if a) or None,
+                source=records.source(row),
+            )
+        )
+    items.sort(key=lambda g: not g.active)
+    return items
+
+
+# ---- care team and clinicians ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Member:
+    name: str
+    role: str | None
+    organisation: str | None
+
+
+@dataclass(frozen=True)
+class CareTeam:
+    id: int
+    name: str
+    status: str
+    period: str | None
+    reason: str | None
+    members: tuple[Member, ...]
+    source: str
+
+
+@dataclass(frozen=True)
+class Contact:
+    name: str
+    kind: str  # "Clinician" | "Clinic"
+    phone: str | None
+    address: str | None
+    source: str
+
+
+def care_teams(records: Records) -> list[CareTeam]:
+    rows = records.rows(["careteam"])
+    names = records.names(rows, "participant.member", "participant.onBehalfOf", "reasonReference")
+    items = []
+    for row in rows:
+        raw = row.raw
+        members = []
+        for p in raw.get("participant") or []:
+            if not isinstance(p, dict):
+                continue
+            member = records.ref_name(names, row, p.get("member")) if p.get("member") else None
+            org = records.ref_name(names, row, p.get("onBehalfOf")) if p.get("onBehalfOf") else None
+            role = concept_text(p.get("role"))
+            if member or role:
+                members.append(Member(member or "Someone from your care team", role, org))
+        reasons = [concept_text(x) for x in raw.get("reasonCode") or []]
+        reasons += [records.ref_name(names, row, x) for x in raw.get("reasonReference") or []]
+        items.append(
+            CareTeam(
+                id=row.id,
+                name=str(raw.get("name") or concept_text(raw.get("category")) or "Care team"),
+                status=status_words(row.status) or "Status not recorded",
+                period=period_text(raw.get("period")),
+                reason=", ".join(r for r in reasons if r) or None,
+                members=tuple(members),
+                source=records.source(row),
+            )
+        )
+    return items
+
+
+def contacts(records: Records) -> list[Contact]:
+    """Clinicians and clinics named in the record (the directory a patient can call)."""
+    rows = records.rows(
+        ["directory"], where=[FhirRecord.resource_type.in_(("Practitioner", "Organization"))]
+    )
+    items = []
+    for row in rows:
+        raw = row.raw
+        phones = [
+            str(t["value"])
+            for t in raw.get("telecom") or []
+            if isinstance(t, dict) and t.get("system") == "phone" and t.get("value")
+        ]
+        address = None
+        for a in raw.get("address") or []:
+            if isinstance(a, dict):
+                parts = [*(a.get("line") or []), a.get("city"), a.get("state"), a.get("postalCode")]
+                address = ", ".join(str(p) for p in parts if p) or None
+                break
+        items.append(
+            Contact(
+                name=display_name(row),
+                kind="Clinician" if row.resource_type == "Practitioner" else "Clinic",
+                phone=phones[0] if phones else None,
+                address=address,
+                source=records.source(row),
+            )
+        )
+    items.sort(key=lambda c: (c.kind, c.name.lower()))
+    return items
+
+
+# ---- coverage ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Coverage:
+    id: int
+    payer: str
+    plan: str | None
+    kind: str | None
+    status: str
+    active: bool
+    period: str | None
+    member_id: str | None
+    relationship: str | None
+    source: str
+    details: tuple[tuple[str, str], ...] = field(default=())
+
+
+def coverage(records: Records) -> list[Coverage]:
+    rows = records.rows(["coverage"])
+    names = records.names(rows, "payor")
+    items = []
+    for row in rows:
+        raw = row.raw
+        payers = [records.ref_name(names, row, p) for p in raw.get("payor") or []]
+        details = []
+        plan = None
+        for c in raw.get("class") or []:
+            if not isinstance(c, dict):
+                continue
+            label = concept_text(c.get("type")) or "Plan"
+            value = c.get("name") or c.get("value")
+            if value:
+                details.append((label.capitalize(), str(value)))
+                if plan is None and first_code(c.get("type")) in ("plan", "group"):
+                    plan = str(c.get("name") or c.get("value"))
+        items.append(
+            Coverage(
+                id=row.id,
+                payer=", ".join(p for p in payers if p) or "Insurer not named",
+                plan=plan,
+                kind=concept_text(raw.get("type")),
+                status=status_words(row.status) or "Status not recorded",
+                active=row.status in (None, "active"),
+                period=period_text(raw.get("period")),
+                member_id=raw.get("subscriberId")
+                or next(
+                    (
+                        str(i["value"])
+                        for i in raw.get("identifier") or []
+                        if isinstance(i, dict) and i.get("value")
+                    ),
+                    None,
+                ),
+                relationship=concept_text(raw.get("relationship")),
+                source=records.source(row),
+                details=tuple(details),
+            )
+        )
+    items.sort(key=lambda c: not c.active)
+    return items

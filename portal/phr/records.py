@@ -1,0 +1,579 @@
+"""Reading a person's stored record: the rows of their connections, in plain-words view models.
+
+Every query is scoped to the connections of a `RecordView` (see `portal.phr.access`) and goes
+by (connection_id, category), the index the records pages are built on. Records marked
+`entered-in-error` never leave this module.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Generic, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.functions import FunctionElement
+
+from portal.db import JSONType
+from portal.models import EhrConnection, FhirRecord, SyncRun
+from portal.phr.access import RecordView
+from portal.phr.words import (
+    age_text,
+    ago_text,
+    clean_name,
+    concept_text,
+    date_text,
+    parse_date,
+    person_name,
+)
+from portal.smart.scopes import SECTION_NAMES, missing_sections
+
+HIDDEN = "entered-in-error"
+# The records section (a sharing unit, see portal.smart.scopes) each stored category belongs to.
+CATEGORY_SECTIONS: dict[str, tuple[str, ...]] = {
+    "patient": ("patient",),
+    "problems": ("problems",),
+    "diagnoses": ("problems",),
+    "medications": ("medications",),
+    "medication-details": ("medications",),
+    "allergies": ("allergies",),
+    "immunizations": ("immunizations",),
+    "labs": ("labs",),
+    "observations": ("labs",),
+    "reports": ("labs", "documents"),
+    "vitals": ("vitals",),
+    "social": ("social",),
+    "surveys": ("surveys",),
+    "visits": ("visits",),
+    "procedures": ("procedures",),
+    "documents": ("documents",),
+    "imaging": ("documents",),
+    "careplans": ("careplans",),
+    "goals": ("careplans",),
+    "careteam": ("careteam",),
+    "coverage": ("coverage",),
+    "directory": ("directory",),
+}
+# Where SECTION_NAMES does not read well after "No ... on record."
+EMPTY_NAMES = {
+    "careteam": "care team",
+    "patient": "demographics",
+    "directory": "clinicians or clinics",
+}
+T = TypeVar("T")
+
+_COLUMNS = (
+    FhirRecord.id,
+    FhirRecord.connection_id,
+    FhirRecord.resource_type,
+    FhirRecord.resource_id,
+    FhirRecord.category,
+    FhirRecord.status,
+    FhirRecord.code_system,
+    FhirRecord.code,
+    FhirRecord.display,
+    FhirRecord.effective_at,
+)
+
+
+class _Pluck(FunctionElement[Any]):
+    """Some top-level elements of a JSON column, as one JSON array.
+
+    The database parses each document once and sends only what a page reads: decoding whole
+    resources in Python is most of the cost of a long page.
+    """
+
+    type = JSONType
+    inherit_cache = True
+    name = "pluck"
+
+
+_ELEMENT = re.compile(r"^_?[A-Za-z][A-Za-z0-9]*$")
+
+
+def pluck(elements: Sequence[str]) -> _Pluck:
+    """`raw` reduced to `elements` (names are constants of this package, never user input)."""
+    for element in elements:
+        if not _ELEMENT.match(element):
+            raise ValueError(element)
+    return _Pluck(FhirRecord.raw, *(sa.literal_column(f"'{e}'") for e in elements))
+
+
+def _names(element: _Pluck) -> tuple[Any, list[str]]:
+    column, *names = list(element.clauses)
+    return column, [str(n.name).strip("'") for n in names]
+
+
+@compiles(_Pluck, "sqlite")
+def _pluck_sqlite(element: _Pluck, compiler: Any, **kw: Any) -> str:
+    column, names = _names(element)
+    paths = [f"'$.\"{n}\"'" for n in names] + ["'$.\"_\"'"] * (len(names) < 2)
+    return f"json_extract({compiler.process(column, **kw)}, {', '.join(paths)})"
+
+
+@compiles(_Pluck, "postgresql")
+def _pluck_postgresql(element: _Pluck, compiler: Any, **kw: Any) -> str:
+    column, names = _names(element)
+    col = compiler.process(column, **kw)
+    return f"jsonb_build_array({', '.join(f'{col} -> {chr(39)}{n}{chr(39)}' for n in names)})"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One stored resource, read without the ORM's bookkeeping (pages read thousands)."""
+
+    id: int
+    connection_id: int
+    resource_type: str
+    resource_id: str
+    category: str
+    status: str | None
+    code_system: str | None
+    code: str | None
+    display: str | None
+    effective_at: datetime | None
+    raw: dict[str, Any]
+
+    @property
+    def ref(self) -> str:
+        return f"{self.resource_type}/{self.resource_id}"
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a longer list."""
+
+    items: list[T]
+    number: int
+    size: int
+    total: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, math.ceil(self.total / self.size))
+
+    @property
+    def has_previous(self) -> bool:
+        return self.number > 1
+
+    @property
+    def has_next(self) -> bool:
+        return self.number < self.pages
+
+
+@dataclass(frozen=True)
+class SectionState:
+    """Whether a records section could have anything in it, and why not."""
+
+    section: str
+    name: str  # plain words: "immunizations"
+    allowed: bool  # the viewer may see this section (a caregiver may be limited to some)
+    connected: bool  # the person has at least one clinic connected
+    shared_by_none: bool  # no connected clinic shared this section with the portal
+    not_shared_by: tuple[str, ...]  # clinics that did not share it (when others did)
+    clinics: int
+
+    @property
+    def not_shared_message(self) -> str:
+        clinic = "Your clinic" if self.clinics == 1 else "Your clinics"
+        return f"{clinic} did not share {self.name} with this app."
+
+    @property
+    def empty_message(self) -> str:
+        return f"No {EMPTY_NAMES.get(self.section, self.name)} on record."
+
+    @property
+    def partial_message(self) -> str | None:
+        if not self.not_shared_by:
+            return None
+        who = " and ".join(self.not_shared_by)
+        return f"{who} did not share {self.name} with this app, so this list may be incomplete."
+
+
+def _row(values: Sequence[Any], elements: Sequence[str] | None) -> Row:
+    """A Row from selected columns; a plucked `raw` (a JSON array) becomes a dict again."""
+    if not elements:
+        return Row(*values)
+    plucked = values[-1] or []
+    raw = {k: v for k, v in zip(elements, plucked, strict=False) if v is not None}
+    columns: list[Any] = [*values[:-1], raw]
+    return Row(*columns)
+
+
+def ref_key(reference: Any) -> str | None:
+    """`Type/id` of a Reference (relative or absolute; version and contained ignored)."""
+    if isinstance(reference, dict):
+        reference = reference.get("reference")
+    if not isinstance(reference, str) or reference.startswith("#"):
+        return None
+    parts = reference.split("/_history/")[0].rstrip("/").split("/")
+    if len(parts) < 2 or not parts[-2][:1].isupper():
+        return None
+    return f"{parts[-2]}/{parts[-1]}"
+
+
+class Records:
+    """The stored record behind one `RecordView`, read section by section."""
+
+    def __init__(self, session: Session, view: RecordView) -> None:
+        self.session = session
+        self.view = view
+        self.connections: tuple[EhrConnection, ...] = view.connections
+        self.sources = {c.id: c.ehr.name for c in view.connections}
+        self.ids = list(self.sources)
+        self._missing = [missing_sections(c.granted_scope or "") for c in view.connections]
+
+    # ---- queries -------------------------------------------------------------------------
+
+    def _execute(self, query: Any) -> Any:
+        """Run a column query below the ORM: rows are read-only values, not tracked objects."""
+        return self.session.connection().execute(query)
+
+    def _scope(self, query: Any, categories: Sequence[str]) -> Any:
+        """Only this record's connections, these categories, nothing hidden, nothing unshared."""
+        categories = [c for c in categories if self.may_see(c)]
+        if not categories:
+            return query.where(sa.false())
+        conn = (
+            FhirRecord.connection_id == self.ids[0]
+            if len(self.ids) == 1
+            else FhirRecord.connection_id.in_(self.ids)
+        )
+        cat = (
+            FhirRecord.category == categories[0]
+            if len(categories) == 1
+            else FhirRecord.category.in_(categories)
+        )
+        visible = sa.or_(FhirRecord.status.is_(None), FhirRecord.status != HIDDEN)
+        return query.where(conn, cat, visible)
+
+    def rows(
+        self,
+        categories: Sequence[str],
+        *,
+        where: Iterable[sa.ColumnElement[bool]] = (),
+        oldest_first: bool = False,
+        limit: int | None = None,
+        offset: int = 0,
+        elements: Sequence[str] | None = None,
+    ) -> list[Row]:
+        """Visible rows of these categories, newest first (undated last).
+
+        With `elements`, each row's `raw` holds only those top-level elements.
+        """
+        if not self.ids:
+            return []
+        raw = pluck(elements) if elements else FhirRecord.raw
+        query = self._scope(sa.select(*_COLUMNS, raw), categories).where(*where)
+        if oldest_first:
+            query = query.order_by(FhirRecord.effective_at.asc().nulls_last(), FhirRecord.id)
+        else:
+            query = query.order_by(
+                FhirRecord.effective_at.desc().nulls_last(), FhirRecord.id.desc()
+            )
+        if limit is not None:
+            query = query.limit(limit).offset(offset)
+        return [_row(r, elements) for r in self._execute(query)]
+
+    def _ranked(self, categories: Sequence[str], where: Iterable[sa.ColumnElement[bool]]) -> Any:
+        """Visible rows numbered newest first within each code (by name when uncoded)."""
+        key = sa.func.coalesce(FhirRecord.code, FhirRecord.display)
+        newest_first = (FhirRecord.effective_at.desc().nulls_last(), FhirRecord.id.desc())
+        return (
+            self._scope(
+                sa.select(
+                    FhirRecord.id,
+                    sa.func.row_number()
+                    .over(partition_by=key, order_by=newest_first)
+                    .label("rank"),
+                    sa.func.count().over(partition_by=key).label("n"),
+                ),
+                categories,
+            )
+            .where(*where)
+            .subquery()
+        )
+
+    def recent_per_code(
+        self,
+        categories: Sequence[str],
+        per_code: int,
+        *,
+        where: Iterable[sa.ColumnElement[bool]] = (),
+        elements: Sequence[str] | None = None,
+    ) -> list[tuple[Row, int]]:
+        """The newest `per_code` rows of each code, newest first, each with its code's count."""
+        if not self.ids:
+            return []
+        ranked = self._ranked(categories, where)
+        raw = pluck(elements) if elements else FhirRecord.raw
+        query = (
+            sa.select(*_COLUMNS, raw, ranked.c.n)
+            .join(ranked, ranked.c.id == FhirRecord.id)
+            .where(ranked.c.rank <= per_code)
+            .order_by(FhirRecord.effective_at.desc().nulls_last(), FhirRecord.id.desc())
+        )
+        rows: list[Any] = list(self._execute(query))
+        return [(_row(r[:-1], elements), int(r[-1])) for r in rows]
+
+    def latest_per_code(
+        self,
+        categories: Sequence[str],
+        *,
+        where: Iterable[sa.ColumnElement[bool]] = (),
+        elements: Sequence[str] | None = None,
+    ) -> list[tuple[Row, int]]:
+        """The newest visible row of each code (by name when uncoded), and how many it has."""
+        return self.recent_per_code(categories, 1, where=where, elements=elements)
+
+    def count(
+        self, categories: Sequence[str], *, where: Iterable[sa.ColumnElement[bool]] = ()
+    ) -> int:
+        if not self.ids:
+            return 0
+        query = self._scope(sa.select(sa.func.count()), categories).where(*where)
+        return int(self.session.scalar(query) or 0)
+
+    def page(
+        self,
+        categories: Sequence[str],
+        number: int,
+        size: int,
+        *,
+        where: Iterable[sa.ColumnElement[bool]] = (),
+        elements: Sequence[str] | None = None,
+    ) -> tuple[list[Row], int, int]:
+        """(rows, page number clamped to the last page, total) of one page."""
+        where = list(where)
+        total = self.count(categories, where=where)
+        pages = max(1, math.ceil(total / size))
+        number = min(max(1, number), pages)
+        rows = self.rows(
+            categories,
+            where=where,
+            limit=size,
+            offset=(number - 1) * size,
+            elements=elements,
+        )
+        return rows, number, total
+
+    def resolve(self, pairs: Iterable[tuple[int, str | None]]) -> dict[tuple[int, str], Row]:
+        """Referenced resources, by (connection id, `Type/id`): references stay within an EHR."""
+        wanted: dict[tuple[int, str], set[str]] = {}
+        for connection_id, key in pairs:
+            if key and connection_id in self.sources:
+                rtype, rid = key.split("/", 1)
+                wanted.setdefault((connection_id, rtype), set()).add(rid)
+        if not wanted:
+            return {}
+        # (connection, type, id) is the unique index: each lookup is an index probe.
+        query = sa.select(*_COLUMNS, FhirRecord.raw).where(
+            sa.or_(
+                *(
+                    sa.and_(
+                        FhirRecord.connection_id == c,
+                        FhirRecord.resource_type == rtype,
+                        FhirRecord.resource_id.in_(sorted(ids)),
+                    )
+                    for (c, rtype), ids in wanted.items()
+                )
+            ),
+            sa.or_(FhirRecord.status.is_(None), FhirRecord.status != HIDDEN),
+        )
+        found = {}
+        for r in self._execute(query):
+            row = Row(*r)
+            if self.may_see(row.category):
+                found[(row.connection_id, row.ref)] = row
+        return found
+
+    def record(self, record_id: int) -> Row | None:
+        """One visible row of this record by its id (None when it is not this person's)."""
+        if not self.ids:
+            return None
+        query = sa.select(*_COLUMNS, FhirRecord.raw).where(
+            FhirRecord.id == record_id,
+            FhirRecord.connection_id.in_(self.ids),
+            sa.or_(FhirRecord.status.is_(None), FhirRecord.status != HIDDEN),
+        )
+        found = self._execute(query).first()
+        row = Row(*found) if found else None
+        return row if row and self.may_see(row.category) else None
+
+    # ---- context -------------------------------------------------------------------------
+
+    def may_see(self, category: str) -> bool:
+        """Whether the viewer may see records of this category (every query checks)."""
+        return any(self.view.allows(s) for s in CATEGORY_SECTIONS.get(category, ()))
+
+    def source(self, row: Row) -> str:
+        return self.sources.get(row.connection_id, "")
+
+    def section(self, section: str) -> SectionState:
+        """What the page says when a section is empty: not connected, not shared, or none."""
+        names = [c.ehr.name for c in self.connections]
+        missing_from = [n for n, m in zip(names, self._missing, strict=True) if section in m]
+        shared_by_none = bool(names) and len(missing_from) == len(names)
+        return SectionState(
+            section=section,
+            name=SECTION_NAMES.get(section, section),
+            allowed=self.view.allows(section),
+            connected=bool(names),
+            shared_by_none=shared_by_none,
+            not_shared_by=() if shared_by_none else tuple(missing_from),
+            clinics=len(names),
+        )
+
+    def names(self, rows: Iterable[Row], *elements: str) -> dict[tuple[int, str], str]:
+        """Names of the resources that `rows` reference in `elements` (one query for all)."""
+        pairs = []
+        for row in rows:
+            for element in elements:
+                for ref in _refs(row.raw, element):
+                    pairs.append((row.connection_id, ref_key(ref)))
+        return {key: display_name(r) for key, r in self.resolve(pairs).items()}
+
+    def ref_name(self, names: dict[tuple[int, str], str], row: Row, reference: Any) -> str | None:
+        """A reference's own display, else the name of what it points at."""
+        if isinstance(reference, dict) and reference.get("display"):
+            return str(reference["display"])
+        key = ref_key(reference)
+        return names.get((row.connection_id, key)) if key else None
+
+
+def _refs(raw: dict[str, Any], element: str) -> list[Any]:
+    """References at a dotted element path (lists walked)."""
+    values: list[Any] = [raw]
+    for part in element.split("."):
+        nxt: list[Any] = []
+        for value in values:
+            got = value.get(part) if isinstance(value, dict) else None
+            if isinstance(got, list):
+                nxt.extend(got)
+            elif got is not None:
+                nxt.append(got)
+        values = nxt
+    return values
+
+
+def display_name(row: Row) -> str:
+    """What to call a referenced resource: a person's name, an organisation's, or its code."""
+    raw = row.raw
+    if row.resource_type in ("Practitioner", "Patient", "RelatedPerson"):
+        name = person_name(raw.get("name"))
+        if name:
+            return tidy_person(name)
+    if isinstance(raw.get("name"), str):
+        return str(raw["name"])
+    return row.display or concept_text(raw.get("code")) or row.resource_type
+
+
+def tidy_person(name: str) -> str:
+    """Drop the digits Synthea appends to generated names (`Vito794` -> `Vito`)."""
+    return " ".join(clean_name(part) or part for part in name.split())
+
+
+# ---- the patient banner and sync status ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Banner:
+    name: str
+    birth_date: str | None
+    age: str | None
+    sex: str | None
+    died: str | None
+    show: bool
+    style_url: str | None
+
+
+def banner(records: Records, fallback_name: str, today: date) -> Banner:
+    """Who this record is about, from the clinics' Patient resources."""
+    name = birth = age = sex = died = None
+    rows = records.rows(
+        ["patient"],
+        where=[FhirRecord.resource_type == "Patient"],
+        elements=("name", "birthDate", "gender", "deceasedDateTime", "deceasedBoolean"),
+    )
+    for row in rows:
+        raw = row.raw
+        name = name or (tidy_person(n) if (n := person_name(raw.get("name"))) else None)
+        born = parse_date(raw.get("birthDate"))
+        if born and birth is None:
+            birth, age = date_text(raw.get("birthDate")), age_text(born, today)
+            if raw.get("deceasedDateTime") or raw.get("deceasedBoolean"):
+                age = None
+                died = date_text(raw.get("deceasedDateTime")) or "date not recorded"
+        sex = sex or (str(raw["gender"]).capitalize() if raw.get("gender") else None)
+    connections = records.connections
+    style = next((c.smart_style_url for c in connections if c.smart_style_url), None)
+    return Banner(
+        name=name or fallback_name or "Your record",
+        birth_date=birth,
+        age=age,
+        sex=sex,
+        died=died,
+        # The EHR that launched us may show its own banner; only then do we leave it out.
+        show=not connections or any(c.need_patient_banner for c in connections),
+        style_url=style,
+    )
+
+
+@dataclass(frozen=True)
+class SyncStatus:
+    source: str
+    last_synced: str  # "21 Nov 2025, 10:45 UTC" or "never"
+    age: str | None  # "3 days ago"
+    problem: str | None  # plain words when the data may be stale or incomplete
+    updating: bool
+
+
+def sync_status(records: Records, now: datetime) -> list[SyncStatus]:
+    """When each clinic's part of the record was last updated, and whether that went well."""
+    if not records.ids:
+        return []
+    latest = (
+        sa.select(sa.func.max(SyncRun.id))
+        .where(SyncRun.connection_id.in_(records.ids))
+        .group_by(SyncRun.connection_id)
+    )
+    runs = {
+        r.connection_id: r.status
+        for r in records.session.execute(
+            sa.select(SyncRun.connection_id, SyncRun.status).where(SyncRun.id.in_(latest))
+        )
+    }
+    statuses = []
+    for c in records.connections:
+        synced = c.last_synced_at
+        age = ago_text(synced, now) if synced else None
+        data_age = f"What you see here is from {age}." if age else "Nothing has been copied yet."
+        run = runs.get(c.id)
+        problem = None
+        if c.status == "reconnect_needed":
+            problem = f"{c.ehr.name} needs you to connect again before we can update your record. "
+            problem += data_age
+        elif run == "failed":
+            problem = f"The last update from {c.ehr.name} did not work. {data_age}"
+        elif run == "incomplete":
+            problem = (
+                f"The last update from {c.ehr.name} did not finish, so some parts may be missing "
+                f"or out of date. {data_age}"
+            )
+        statuses.append(
+            SyncStatus(
+                source=c.ehr.name,
+                last_synced=(
+                    f"{date_text(synced)}, {synced.strftime('%H:%M')} UTC" if synced else "never"
+                ),
+                age=age,
+                problem=problem,
+                updating=run in ("queued", "running"),
+            )
+        )
+    return statuses

@@ -1,0 +1,59 @@
+"""The record at a glance: what a patient wants to see first."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from portal.phr import labs, vitals
+from portal.phr.lists import (
+    Allergy,
+    Immunization,
+    Medication,
+    Problem,
+    allergies,
+    latest_immunizations,
+    medication_filter,
+    medications,
+    problem_filter,
+    problems,
+)
+from portal.phr.records import Records, SectionState, SyncStatus, sync_status
+
+SHOWN = 8  # items per list before "see all"
+
+
+@dataclass(frozen=True)
+class Summary:
+    problems: list[Problem]
+    problem_count: int
+    medications: list[Medication]
+    medication_count: int
+    allergies: list[Allergy]
+    vitals: list[tuple[str, vitals.Reading]]
+    labs: list[tuple[str, labs.LabResult]]
+    immunizations: list[Immunization]
+    immunization_count: int
+    sync: list[SyncStatus]
+    sections: dict[str, SectionState]
+
+
+def summary(records: Records, now: datetime) -> Summary:
+    """Active problems, current medicines, allergies, latest vitals and results, vaccines."""
+    latest_vaccines, doses = latest_immunizations(records, SHOWN)
+    return Summary(
+        problems=problems(records, "active", SHOWN),
+        problem_count=records.count(["problems", "diagnoses"], where=problem_filter("active")),
+        medications=medications(records, "current", SHOWN),
+        medication_count=records.count(["medications"], where=medication_filter("current")),
+        allergies=[a for a in allergies(records) if a.active],
+        vitals=vitals.latest_vitals(records),
+        labs=labs.recent_results(records, SHOWN),
+        immunizations=latest_vaccines,
+        immunization_count=doses,
+        sync=sync_status(records, now),
+        sections={
+            s: records.section(s)
+            for s in ("problems", "medications", "allergies", "vitals", "labs", "immunizations")
+        },
+    )

@@ -1,0 +1,368 @@
+"""Vital signs: latest values, and trends of weight, height, BMI, blood pressure and the rest."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from portal.models import FhirRecord
+from portal.phr import units
+from portal.phr.charts import Chart, Measurement, line_chart
+from portal.phr.labs import unit_of
+from portal.phr.records import Records, Row
+from portal.phr.words import (
+    absent_reason,
+    date_text,
+    lab_name,
+    number,
+    tidy,
+    unit_words,
+    value_text,
+)
+
+BP_PANELS = ("85354-9", "55284-4")
+SYSTOLIC, DIASTOLIC = "8480-6", "8462-4"
+RECENT_IN_CARD = 5
+CHART_POINTS = 60  # the overview charts each kind's latest readings; its own page has them all
+ELEMENTS = (
+    "effectiveDateTime",
+    "valueQuantity",
+    "valueCodeableConcept",
+    "valueString",
+    "valueInteger",
+    "component",
+    "dataAbsentReason",
+)
+
+
+@dataclass(frozen=True)
+class Kind:
+    key: str
+    name: str
+    codes: tuple[str, ...]
+    unit: str  # UCUM unit the chart uses; other units are converted when that is safe
+
+
+KINDS = (
+    Kind("blood-pressure", "Blood pressure", (*BP_PANELS, SYSTOLIC, DIASTOLIC), "mm[Hg]"),
+    Kind("weight", "Weight", ("29463-7", "3141-9"), "kg"),
+    Kind("height", "Height", ("8302-2", "8306-3", "8308-9"), "cm"),
+    Kind("bmi", "Body mass index (BMI)", ("39156-5",), "kg/m2"),
+    Kind("heart-rate", "Heart rate", ("8867-4",), "/min"),
+    Kind("temperature", "Temperature", ("8310-5", "8331-1", "8332-9", "8333-7"), "Cel"),
+    Kind("breathing", "Breathing rate", ("9279-1",), "/min"),
+    Kind("oxygen", "Oxygen level", ("2708-6", "59408-5"), "%"),
+    Kind("head", "Head size", ("9843-4", "8287-5"), "cm"),
+)
+KIND_BY_KEY = {k.key: k for k in KINDS}
+KIND_BY_CODE = {code: k for k in KINDS for code in k.codes}
+
+
+@dataclass(frozen=True)
+class Reading:
+    id: int
+    at: datetime | None
+    date: str | None
+    text: str
+    value: float | None  # the main number in the kind's unit (systolic for blood pressure)
+    second: float | None  # diastolic
+    absent: bool
+    source: str
+    reported: str | None = None  # as the clinic recorded it, when converted
+
+
+@dataclass(frozen=True)
+class VitalCard:
+    key: str
+    name: str
+    unit_label: str
+    readings: tuple[Reading, ...]  # newest first (only the most recent ones on the overview)
+    count: int  # every reading, shown or not
+    charted: int  # how many of the latest readings the chart shows
+    chart: Chart | None
+    kept_apart: tuple[Reading, ...]  # values in units that cannot be converted safely
+
+    @property
+    def latest(self) -> Reading:
+        return self.readings[0]
+
+    @property
+    def recent(self) -> tuple[Reading, ...]:
+        return self.readings[:RECENT_IN_CARD]
+
+
+@dataclass(frozen=True)
+class OtherVital:
+    name: str
+    latest: str
+    date: str | None
+    count: int
+    source: str
+
+
+@dataclass(frozen=True)
+class Vitals:
+    cards: tuple[VitalCard, ...]
+    others: tuple[OtherVital, ...]
+    total: int
+
+
+CHARTED = tuple(code for kind in KINDS for code in kind.codes)
+
+
+def vitals(records: Records) -> Vitals:
+    """Every vital sign: one card (chart and recent readings) per kind, then the others."""
+    recent = records.recent_per_code(
+        ["vitals"], CHART_POINTS, where=[FhirRecord.code.in_(CHARTED)], elements=ELEMENTS
+    )
+    by_kind: dict[str, list[Row]] = {}
+    per_code: dict[str, int] = {}
+    for row, n in recent:
+        by_kind.setdefault(KIND_BY_CODE[row.code or ""].key, []).append(row)
+        per_code[row.code or ""] = n
+    cards = tuple(
+        card
+        for k in KINDS
+        if k.key in by_kind
+        if (
+            card := _card(
+                records, k, by_kind[k.key], shown=RECENT_IN_CARD, total=_total(k, per_code)
+            )
+        )
+    )
+    latest_others = records.latest_per_code(
+        ["vitals"],
+        where=[sa.or_(FhirRecord.code.is_(None), FhirRecord.code.notin_(CHARTED))],
+        elements=ELEMENTS,
+    )
+    others = tuple(
+        OtherVital(
+            name=lab_name(tidy(row.display) or "Measurement"),
+            latest=value_text(row.raw) or absent_reason(row.raw) or "No value recorded",
+            date=date_text(row.raw.get("effectiveDateTime")) or date_text(row.effective_at),
+            count=n,
+            source=records.source(row),
+        )
+        for row, n in latest_others
+    )
+    return Vitals(cards, others, sum(per_code.values()) + sum(n for _, n in latest_others))
+
+
+def _total(kind: Kind, per_code: dict[str, int]) -> int:
+    """How many readings of a kind there are (separate top and bottom numbers make one)."""
+    if kind.key != "blood-pressure":
+        return sum(per_code.get(code, 0) for code in kind.codes)
+    panels = sum(per_code.get(code, 0) for code in BP_PANELS)
+    return panels + max(per_code.get(SYSTOLIC, 0), per_code.get(DIASTOLIC, 0))
+
+
+def vital_history(records: Records, key: str) -> VitalCard | None:
+    """Every reading of one kind of vital sign (None when there are none)."""
+    kind = KIND_BY_KEY.get(key)
+    if kind is None:
+        return None
+    rows = records.rows(["vitals"], where=[FhirRecord.code.in_(kind.codes)], elements=ELEMENTS)
+    return _card(records, kind, rows) if rows else None
+
+
+def latest_vitals(records: Records) -> list[tuple[str, Reading]]:
+    """The latest reading of each kind of vital sign: (name, reading)."""
+    latest = records.latest_per_code(
+        ["vitals"], where=[FhirRecord.code.in_(CHARTED)], elements=ELEMENTS
+    )
+    by_kind: dict[str, list[Row]] = {}
+    for row, _ in latest:
+        by_kind.setdefault(KIND_BY_CODE[row.code or ""].key, []).append(row)
+    found = []
+    for kind in KINDS:
+        group = by_kind.get(kind.key)
+        card = _card(records, kind, group, shown=1) if group else None
+        if card and not card.latest.absent:
+            found.append((kind.name, card.latest))
+    return found
+
+
+@dataclass(frozen=True)
+class _Measured:
+    """A reading's numbers in the kind's unit, before any words are made of them."""
+
+    row: Row
+    value: float | None
+    second: float | None = None  # diastolic
+    converted: bool = False  # the clinic recorded another (convertible) unit
+    apart: bool = False  # recorded in a unit that cannot be converted safely
+
+
+def _card(
+    records: Records,
+    kind: Kind,
+    rows: list[Row],
+    *,
+    shown: int | None = None,
+    total: int | None = None,
+) -> VitalCard | None:
+    """A kind's readings (newest first), charted; only `shown` of them put into words.
+
+    `total` is how many readings there are when `rows` are only the latest of them.
+    """
+    measured = _blood_pressure(rows) if kind.key == "blood-pressure" else _measure(kind, rows)
+    usable = [m for m in measured if not m.apart]
+    apart = [m for m in measured if m.apart]
+    listed = usable or apart
+    if not listed:
+        return None
+    label = unit_words(kind.unit)
+    chosen = listed if shown is None else listed[:shown]
+    return VitalCard(
+        key=kind.key,
+        name=kind.name,
+        unit_label=label,
+        readings=tuple(_reading(records, kind, m) for m in chosen),
+        count=max(total or 0, len(listed)),
+        charted=len(usable),
+        chart=_chart(kind, usable, label),
+        kept_apart=tuple(_reading(records, kind, m) for m in apart) if usable else (),
+    )
+
+
+def _measure(kind: Kind, rows: list[Row]) -> list[_Measured]:
+    out = []
+    for row in rows:
+        q = row.raw.get("valueQuantity")
+        if isinstance(q, dict) and isinstance(q.get("value"), int | float):
+            own = unit_of(q)
+            value = units.convert(float(q["value"]), own, kind.unit)
+            if value is None:
+                out.append(_Measured(row, float(q["value"]), apart=True))
+            else:
+                out.append(_Measured(row, value, converted=own != kind.unit))
+        else:
+            out.append(_Measured(row, None))
+    return out
+
+
+def _reading(records: Records, kind: Kind, m: _Measured) -> Reading:
+    text, reported = _words(kind, m)
+    return Reading(
+        id=m.row.id,
+        at=m.row.effective_at,
+        date=_date(m.row),
+        text=text,
+        value=None if m.apart else m.value,
+        second=m.second,
+        absent=m.value is None and m.second is None,
+        source=records.source(m.row),
+        reported=reported,
+    )
+
+
+def _words(kind: Kind, m: _Measured) -> tuple[str, str | None]:
+    """(the reading in words, what the clinic recorded when it was converted)."""
+    raw = m.row.raw
+    reported = None
+    if kind.key == "blood-pressure":
+        if m.value is None and m.second is None:
+            text = absent_reason(raw) or "No value recorded"
+        else:
+            top = number(m.value, 0) if m.value is not None else "?"
+            bottom = number(m.second, 0) if m.second is not None else "?"
+            text = f"{top}/{bottom} mmHg"
+    elif m.value is None or m.apart:
+        text = value_text(raw) or absent_reason(raw) or "No value recorded"
+    else:
+        text = f"{number(m.value)} {unit_words(kind.unit)}".strip()
+        reported = f"{value_text(raw)} as recorded" if m.converted else None
+    return text, reported
+
+
+def _date(row: Row) -> str | None:
+    return date_text(row.raw.get("effectiveDateTime")) or date_text(row.effective_at)
+
+
+def _mmhg(node: dict[str, Any]) -> float | None:
+    q = node.get("valueQuantity")
+    if isinstance(q, dict) and isinstance(q.get("value"), int | float):
+        return units.convert(float(q["value"]), unit_of(q) or "mm[Hg]", "mm[Hg]")
+    return None
+
+
+def _blood_pressure(rows: list[Row]) -> list[_Measured]:
+    """Panels with systolic/diastolic components, and separate readings taken together."""
+    out = []
+    loose: dict[tuple[int, datetime | None], dict[str, Row]] = {}
+    for row in rows:
+        if row.code in BP_PANELS:
+            parts: dict[str, float | None] = {}
+            for component in row.raw.get("component") or []:
+                codes = [c.get("code") for c in (component.get("code") or {}).get("coding") or []]
+                for code in (SYSTOLIC, DIASTOLIC):
+                    if code in codes:
+                        parts[code] = _mmhg(component)
+            out.append(_Measured(row, parts.get(SYSTOLIC), parts.get(DIASTOLIC)))
+        else:
+            loose.setdefault((row.connection_id, row.effective_at), {})[row.code or ""] = row
+    for pair in loose.values():
+        sys_row, dia_row = pair.get(SYSTOLIC), pair.get(DIASTOLIC)
+        first = sys_row or dia_row
+        assert first is not None  # every group holds one or the other
+        out.append(
+            _Measured(
+                first,
+                _mmhg(sys_row.raw) if sys_row else None,
+                _mmhg(dia_row.raw) if dia_row else None,
+            )
+        )
+    if loose:
+        out.sort(key=lambda m: (m.row.effective_at is not None, m.row.effective_at or _EPOCH))
+        out.reverse()
+    return out
+
+
+_EPOCH = datetime(1, 1, 1, tzinfo=UTC)
+
+
+def blood_pressure_texts(rows: list[Row]) -> list[str]:
+    """Blood pressure readings among `rows` as `120/80 mmHg`."""
+    kind = KIND_BY_KEY["blood-pressure"]
+    return [_words(kind, m)[0] for m in _blood_pressure(rows)]
+
+
+def _points(
+    measured: list[_Measured], second: bool = False
+) -> list[tuple[datetime, float, _Measured]]:
+    out = []
+    for m in measured:
+        value = m.second if second else m.value
+        if m.row.effective_at is not None and value is not None:
+            out.append((m.row.effective_at, value, m))
+    return out
+
+
+def _chart(kind: Kind, measured: list[_Measured], unit: str) -> Chart | None:
+    main = _points(measured)
+    if not main:
+        return None
+    if kind.key == "blood-pressure":
+        second = _points(measured, second=True)
+        series = [
+            ("Top number (systolic)", [Measurement(at, v, "") for at, v, _ in main]),
+            ("Bottom number (diastolic)", [Measurement(at, v, "") for at, v, _ in second]),
+        ]
+    else:
+        series = [(kind.name, [Measurement(at, v, "") for at, v, _ in main])]
+    values = [m.value for _, ms in series for m in ms]
+    newest, oldest = main[0][2], main[-1][2]
+    latest = (
+        f"{number(newest.value, 0)}/{number(newest.second, 0)} mmHg"
+        if (kind.key == "blood-pressure" and newest.value is not None and newest.second is not None)
+        else f"{number(main[0][1])} {unit}"
+    )
+    desc = (
+        f"{len(main)} reading{'s' if len(main) != 1 else ''} from {_date(oldest.row)} "
+        f"to {_date(newest.row)}; lowest {number(min(values))}, highest {number(max(values))} "
+        f"{unit}. Latest {latest} on {_date(newest.row)}."
+    )
+    return line_chart(f"vital-{kind.key}", f"{kind.name} over time", series, unit=unit, desc=desc)
