@@ -154,9 +154,12 @@ def test_sign_in_is_rate_limited(database_url: str) -> None:
     )
     client = app.test_client()
     bad = {"email": "x@example.org", "password": "nope nope nope"}
-    codes = [client.post("/signin", data=bad).status_code for _ in range(5)]
-    assert codes == [400, 400, 400, 429, 429]
-    assert client.get("/signin").status_code == 200  # reading the page is not limited
+    try:
+        codes = [client.post("/signin", data=bad).status_code for _ in range(5)]
+        assert codes == [400, 400, 400, 429, 429]
+        assert client.get("/signin").status_code == 200  # reading the page is not limited
+    finally:
+        db.engine(app).dispose()
 
 
 def test_csrf_is_required_when_enabled(app: Flask, client: FlaskClient) -> None:
