@@ -48,12 +48,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 
 def security_headers(response: Response) -> Response:
-    """Headers every page carries; no third-party origin is ever loaded."""
-    response.headers.setdefault(
-        "Content-Security-Policy",
-        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-        "object-src 'none'; base-uri 'self'; form-action 'self'",
-    )
+    """Headers every page carries; no third-party origin is ever loaded.
+
+    A view may set a stricter Content-Security-Policy of its own (downloads do).
+    """
+    from portal.web.framing import policy
+
+    response.headers.setdefault("Content-Security-Policy", policy(db.session))
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
     return response

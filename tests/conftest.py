@@ -18,6 +18,7 @@ from portal.app import create_app
 from portal.db import Base
 from portal.extensions import db
 from portal.migrate import upgrade
+from portal.web.framing import forget_policy
 
 REPO = Path(__file__).resolve().parent.parent
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main").lower()  # names PG schemas
@@ -69,6 +70,7 @@ def database_url(instance_dir: Path) -> str:
 
 @pytest.fixture
 def app(database_url: str) -> Iterator[Flask]:
+    forget_policy()  # the CSP names registered EHRs; each test has its own registry
     app = create_app(
         {
             "TESTING": True,

@@ -6,11 +6,13 @@ no request parameter can choose the account or the patient.
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from flask import (
     Blueprint,
     abort,
     current_app,
     flash,
+    make_response,
     redirect,
     render_template,
     request,
@@ -21,6 +23,7 @@ from flask import (
 from portal.extensions import db
 from portal.models import Account, EhrConnection, EhrServer
 from portal.registry import find_ehr
+from portal.smart import style
 from portal.smart.errors import SmartError
 from portal.smart.oauth import begin, complete, new_browser_binding
 from portal.smart.tokens import connect, disconnect, find_or_create_account_for_launch
@@ -28,7 +31,7 @@ from portal.sync import status as sync_status
 from portal.sync.engine import enqueue
 from portal.sync.worker import start_in_background
 from portal.web.auth import current_account, login_required, sign_in
-from portal.web.htmx import render
+from portal.web.htmx import render, wants_fragment
 
 bp = Blueprint("connect", __name__)
 
@@ -205,16 +208,51 @@ def status():
     """Live sync progress (polled by htmx while a sync runs)."""
     account = current_account()
     assert account is not None
-    return render(
-        "connect/status.html",
-        "sync_status",
-        overview=sync_status.overview(db.session, account.id),
-    )
+    overview = sync_status.overview(db.session, account.id)
+    watch = request.args.get("watch") == "1"
+    response = render("connect/status.html", "sync_status", overview=overview, watch=watch)
+    if watch and wants_fragment() and not any(c.syncing for c in overview):
+        # The page that was watching shows records: reload it now that they are all here.
+        response.headers["HX-Refresh"] = "true"
+    return response
 
 
 def _same_site(url: str | None) -> bool:
     public = str(current_app.config["PUBLIC_URL"]).rstrip("/")
     return bool(url) and (url == public or str(url).startswith(public + "/"))
+
+
+@bp.get("/style/<int:connection_id>.css")
+@login_required
+def ehr_style(connection_id: int):
+    """The launching EHR's look (smart_style_url), as checked, same-origin CSS."""
+    connection = _own_connection(connection_id)
+    css = style.css_for(connection.smart_style_url) if connection.smart_style_url else ""
+    response = make_response(css)
+    response.mimetype = "text/css"
+    response.headers["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+@bp.app_context_processor
+def inject_style() -> dict[str, object]:
+    """Link the EHR style of the signed-in person's most recent EHR launch, when it sent one."""
+    account_id = session.get("account_id")
+    if not account_id:
+        return {}
+    connection_id = db.session.scalar(
+        sa.select(EhrConnection.id)
+        .where(
+            EhrConnection.account_id == account_id,
+            EhrConnection.smart_style_url.is_not(None),
+            EhrConnection.status == "active",
+        )
+        .order_by(sa.func.coalesce(EhrConnection.updated_at, EhrConnection.created_at).desc())
+        .limit(1)
+    )
+    if connection_id is None:
+        return {}
+    return {"smart_style_href": url_for("connect.ehr_style", connection_id=connection_id)}
 
 
 @bp.app_template_filter("age")

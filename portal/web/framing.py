@@ -6,6 +6,7 @@ An EHR launch may open the portal inside the EHR's own page (an iframe). The CSP
 
 from __future__ import annotations
 
+import time
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
@@ -14,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from portal.models import EhrServer
 
-# Same as the app-wide policy (portal.app.security_headers), plus frame-ancestors.
+# Every page's policy; `frame-ancestors` is added per registry (see `policy`).
 BASE_CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
     "object-src 'none'; base-uri 'self'; form-action 'self'"
@@ -47,5 +48,24 @@ def frame_ancestors(session: Session) -> str:
 
 def allow_ehr_framing(response: Response, session: Session) -> Response:
     """Give `response` the portal's CSP with `frame-ancestors` for the registered EHRs."""
-    response.headers["Content-Security-Policy"] = f"{BASE_CSP}; {frame_ancestors(session)}"
+    response.headers["Content-Security-Policy"] = policy(session)
     return response
+
+
+_cached: tuple[float, str] | None = None
+POLICY_MAX_AGE = 30.0  # seconds a registry change may take to reach the header
+
+
+def policy(session: Session) -> str:
+    """The portal's CSP: same-origin everything, framed only by itself and registered EHRs."""
+    global _cached
+    now = time.monotonic()
+    if _cached is None or _cached[0] < now:
+        _cached = (now + POLICY_MAX_AGE, f"{BASE_CSP}; {frame_ancestors(session)}")
+    return _cached[1]
+
+
+def forget_policy() -> None:
+    """Drop the cached policy (after the registry changed; tests)."""
+    global _cached
+    _cached = None

@@ -13,7 +13,7 @@ from portal.accounts import service
 from portal.extensions import db
 from portal.models import EhrConnection, SyncRun
 from portal.registry import upsert_ehr
-from portal.smart import discovery
+from portal.smart import discovery, style
 
 FHIR = "https://ehr.example/fhir"
 SMART_CONFIG = {
@@ -191,3 +191,75 @@ def test_sync_status_polls_only_while_syncing(app: Flask, client: FlaskClient) -
     done = client.get("/sync/status", headers={"HX-Request": "true"})
     assert "hx-trigger" not in done.text
     assert "did not finish: Example EHR stopped answering." in done.text
+
+
+def test_a_watching_page_reloads_when_the_sync_ends(app: Flask, client: FlaskClient) -> None:
+    ehr_id = register(app)
+    me = sign_in_as(app, client, "me@example.org")
+    with app.app_context():
+        conn = EhrConnection(account_id=me, ehr_server_id=ehr_id, patient_id="p1")
+        db.session.add(conn)
+        db.session.flush()
+        run = SyncRun(connection_id=conn.id, status="running", progress={})
+        db.session.add(run)
+        db.session.commit()
+        run_id = run.id
+    htmx = {"HX-Request": "true"}
+    busy = client.get("/sync/status?watch=1", headers=htmx)
+    assert "HX-Refresh" not in busy.headers
+    assert 'hx-get="/sync/status?watch=1"' in busy.text
+    with app.app_context():
+        run = db.session.get(SyncRun, run_id)
+        assert run is not None
+        run.status = "complete"
+        db.session.commit()
+    assert client.get("/sync/status?watch=1", headers=htmx).headers["HX-Refresh"] == "true"
+    assert "HX-Refresh" not in client.get("/sync/status", headers=htmx).headers
+
+
+def test_ehr_style_is_served_checked_and_only_to_its_owner(
+    app: Flask, client: FlaskClient, outbound: list[httpx.Request]
+) -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        outbound.append(request)
+        return httpx.Response(200, json={"color_highlight": "#3a3f7a", "color_text": "x;}"})
+
+    app.extensions["smart"].transport = httpx.MockTransport(handle)
+    style.clear_cache()
+    ehr_id = register(app)
+    me = sign_in_as(app, client, "me@example.org")
+    with app.app_context():
+        conn = EhrConnection(
+            account_id=me,
+            ehr_server_id=ehr_id,
+            patient_id="p1",
+            smart_style_url="https://ehr.example/style.json",
+        )
+        db.session.add(conn)
+        db.session.commit()
+        conn_id = conn.id
+    page = client.get("/connect")
+    assert f'<link rel="stylesheet" href="/style/{conn_id}.css">' in page.text
+    css = client.get(f"/style/{conn_id}.css")
+    assert css.mimetype == "text/css"
+    assert "--accent: #3a3f7a;" in css.text and "x;}" not in css.text
+    stranger = app.test_client()
+    sign_in_as(app, stranger, "stranger@example.org")
+    assert stranger.get(f"/style/{conn_id}.css").status_code == 403
+    assert "/style/" not in stranger.get("/connect").text
+    style.clear_cache()
+
+
+def test_signed_in_header_offers_clinics_and_sign_out(app: Flask, client: FlaskClient) -> None:
+    assert "Sign out" not in client.get("/").text
+    sign_in_as(app, client, "me@example.org")
+    page = client.get("/").text
+    assert 'href="/connect"' in page and "Sign out" in page
+
+
+def test_every_page_may_be_framed_only_by_registered_ehrs(app: Flask, client: FlaskClient) -> None:
+    register(app)
+    for path in ("/", "/signin", "/launch"):
+        csp = client.get(path).headers["Content-Security-Policy"]
+        assert "frame-ancestors 'self' https://ehr.example" in csp, path
+        assert "form-action 'self'" in csp
