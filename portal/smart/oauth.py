@@ -12,6 +12,7 @@ import hmac
 import logging
 import secrets
 import time
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,7 +21,6 @@ import httpx
 import sqlalchemy as sa
 from authlib.common.urls import add_params_to_qs
 from authlib.integrations.base_client import OAuthError
-from authlib.integrations.httpx_client import OAuth2Client
 from joserfc import jwt
 from sqlalchemy.orm import Session
 
@@ -39,6 +39,12 @@ from portal.smart.errors import (
 from portal.smart.idtoken import validate_id_token
 from portal.smart.keys import ASSERTION_ALG
 from portal.smart.settings import SmartSettings, resolve
+
+with warnings.catch_warnings():
+    # authlib 1.9 prefers the httpx2 package and warns when it uses httpx (same API);
+    # moving the SMART client to httpx2 is planned, the warning only says so.
+    warnings.filterwarnings("ignore", "The httpx module is deprecated", DeprecationWarning)
+    from authlib.integrations.httpx_client import OAuth2Client
 
 log = logging.getLogger(__name__)
 
