@@ -177,6 +177,7 @@ def current_token(
     settings = resolve(settings)
     cipher = settings.cipher
     deadline = time.monotonic() + settings.refresh_lease + settings.http_timeout
+    first_seen: str | None = None
     while True:
         claimed = usable = False
         with transaction(session_factory) as session:
@@ -184,7 +185,15 @@ def current_token(
             token = cipher.decrypt(conn.access_token_enc) if conn.access_token_enc else None
             expires_at = conn.token_expires_at
             fresh = token is not None and token != stale
-            if fresh and not _expires_soon(expires_at, settings):
+            # Another worker refreshed while we waited: its token is ours too while it lasts
+            # (refreshing again would only spend the new refresh token for nothing).
+            replaced = first_seen is not None and token != first_seen
+            first_seen = first_seen if first_seen is not None else (token or "")
+            if (
+                fresh
+                and (replaced or not _expires_soon(expires_at, settings))
+                and not _expired(expires_at)
+            ):
                 usable = True
             elif conn.refresh_token_enc is None:
                 # No refresh token: use the access token while it lasts, then reconnect.
@@ -193,7 +202,7 @@ def current_token(
                     _mark_reconnect(session, conn, "no refresh token and the access token expired")
             else:
                 lease_until = utcnow() + timedelta(seconds=settings.refresh_lease)
-                claimed = _claim_lease(session, connection_id, lease_until)
+                claimed = _claim_lease(session, connection_id, lease_until, conn.refresh_token_enc)
             seen_refresh = conn.refresh_token_enc
             ehr = conn.ehr
         if usable:
@@ -227,13 +236,19 @@ def _expired(expires_at: datetime | None) -> bool:
     return expires_at is not None and expires_at <= utcnow()
 
 
-def _claim_lease(session: Session, connection_id: int, until: datetime) -> bool:
+def _claim_lease(session: Session, connection_id: int, until: datetime, seen_refresh: str) -> bool:
+    """Take the refresh lease, only if the refresh token is still the one we read.
+
+    Without that condition a worker that read the row just before another worker rotated
+    the token (and freed the lease) would spend the old, already used refresh token.
+    """
     now = utcnow()
     claimed = session.execute(
         sa.update(EhrConnection)
         .where(
             EhrConnection.id == connection_id,
             EhrConnection.status == "active",
+            EhrConnection.refresh_token_enc == seen_refresh,
             sa.or_(
                 EhrConnection.refresh_lock_until.is_(None),
                 EhrConnection.refresh_lock_until < now,

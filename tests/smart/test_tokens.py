@@ -269,3 +269,27 @@ def test_key_rotation_re_encrypts_every_stored_secret(
     # The portal keeps working with only the new key: refresh with the re-encrypted secret.
     fresh = access_token(factory, connection_id, stale=access, settings=new_only)
     assert fhir_status(live_ehr, fresh) == 200
+
+
+def test_the_refresh_lease_is_not_taken_with_a_rotated_refresh_token(
+    factory, ehr, browser: Browser, smart: SmartSettings, live_ehr: LiveEhr
+) -> None:
+    """A worker that read the row before another rotated the token must not refresh with it."""
+    from portal.db import utcnow
+    from portal.smart.tokens import _claim_lease
+
+    connection_id = connected(factory, ehr, browser, live_ehr, smart)
+    with factory() as session:
+        old = session.get(EhrConnection, connection_id).refresh_token_enc
+    # Another worker refreshes: the refresh token rotates and the lease is free again.
+    access_token(
+        factory,
+        connection_id,
+        stale=plain_tokens(smart, stored(factory, connection_id))[0],
+        settings=smart,
+    )
+    with factory() as session, session.begin():
+        assert not _claim_lease(session, connection_id, utcnow(), old)
+        current = session.get(EhrConnection, connection_id).refresh_token_enc
+        assert current != old
+        assert _claim_lease(session, connection_id, utcnow(), current)
