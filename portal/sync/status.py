@@ -11,10 +11,9 @@ from sqlalchemy.orm import Session
 
 from portal.db import utcnow
 from portal.models import EhrConnection, EhrServer, SyncRun
+from portal.phr.words import ago_text
 from portal.smart.scopes import SECTION_NAMES, missing_sections
-from portal.sync.engine import latest_run
-
-ACTIVE = ("queued", "running")
+from portal.sync.engine import ACTIVE, latest_run
 
 
 @dataclass(frozen=True)
@@ -117,11 +116,4 @@ def registry(session: Session) -> list[EhrServer]:
 
 def age_in_words(when: datetime | None, now: datetime | None = None) -> str:
     """ "3 minutes ago", "2 days ago"; "never" for None."""
-    if when is None:
-        return "never"
-    seconds = int(((now or utcnow()) - when).total_seconds())
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= size:
-            n = seconds // size
-            return f"{n} {unit}{'s' if n != 1 else ''} ago"
-    return "just now"
+    return "never" if when is None else ago_text(when, now or utcnow())
