@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from flask import Flask, current_app
@@ -15,7 +17,8 @@ from portal.app import create_app
 from portal.db import transaction
 from portal.extensions import db
 from portal.migrate import downgrade, upgrade
-from portal.registry import CLIENT_TYPES, RegistryError, upsert_ehr
+from portal.registry import CLIENT_TYPES, RegistryError, register, upsert_ehr
+from portal.sync.status import registry
 
 
 @click.group(cls=FlaskGroup, create_app=create_app, add_version_option=False)
@@ -68,29 +71,49 @@ def ehr_add(
     name: str, fhir_base: str, client_id: str, client_type: str, client_secret_env: str | None
 ) -> None:
     """Add or update an EHR."""
-    import os
+    entry = {
+        "name": name,
+        "fhir_base": fhir_base,
+        "client_id": client_id,
+        "client_type": client_type,
+        "client_secret_env": client_secret_env,
+    }
+    _register([entry])
 
-    from portal.smart.tokens import set_client_secret
 
-    secret = os.environ.get(client_secret_env) if client_secret_env else None
-    if client_type == "confidential-symmetric" and not secret:
-        raise click.BadParameter(
-            "a confidential-symmetric client needs --client-secret-env naming a set variable"
-        )
+@ehr_group.command("load")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@with_appcontext
+def ehr_load(path: Path) -> None:
+    """Add or update every EHR of a JSON file: a list of {name, fhir_base, client_id,
+    client_type, client_secret_env} (see README)."""
+    try:
+        entries = json.loads(path.read_text())
+    except ValueError as exc:
+        raise click.BadParameter(f"{path} is not valid JSON ({exc})") from exc
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise click.BadParameter(f"{path} must hold a JSON list of EHR entries")
+    _register(entries)
+
+
+@ehr_group.command("list")
+@with_appcontext
+def ehr_list() -> None:
+    """Show the registered EHRs."""
+    for ehr in registry(db.session):
+        click.echo(f"{ehr.id}\t{ehr.name}\t{ehr.fhir_base}\t{ehr.client_id}\t{ehr.client_type}")
+
+
+def _register(entries: list[dict[str, Any]]) -> None:
+    """All or nothing: one bad entry registers none and says which."""
     with transaction(db.sessionmaker(current_app)) as session:
-        try:
-            ehr = upsert_ehr(
-                session,
-                name=name,
-                fhir_base=fhir_base,
-                client_id=client_id,
-                client_type=client_type,
-            )
-        except RegistryError as exc:
-            raise click.BadParameter(str(exc)) from exc
-        if secret:
-            set_client_secret(ehr, secret)
-        click.echo(f"registered {ehr.name}: {ehr.fhir_base}")
+        for number, entry in enumerate(entries, 1):
+            try:
+                ehr = register(session, entry, os.environ)
+            except RegistryError as exc:
+                where = f"entry {number}: " if len(entries) > 1 else ""
+                raise click.BadParameter(where + str(exc)) from exc
+            click.echo(f"registered {ehr.name}: {ehr.fhir_base}")
 
 
 # --- sync -----------------------------------------------------------------------------------

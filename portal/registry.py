@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
@@ -55,3 +57,34 @@ def find_ehr(session: Session, iss: str) -> EhrServer | None:
     except RegistryError:
         return None
     return session.scalar(sa.select(EhrServer).where(EhrServer.fhir_base == base))
+
+
+def register(session: Session, entry: Mapping[str, Any], environ: Mapping[str, str]) -> EhrServer:
+    """Add or update one EHR from a config entry (the CLI's options or a registry file).
+
+    Keys: name, fhir_base, client_id, client_type (default public), client_secret_env (the
+    name of an environment variable holding a confidential-symmetric client's secret, so
+    secrets stay out of files and shell history).
+    """
+    from portal.smart.tokens import set_client_secret
+
+    unknown = set(entry) - {"name", "fhir_base", "client_id", "client_type", "client_secret_env"}
+    if unknown:
+        raise RegistryError(f"unknown keys: {', '.join(sorted(unknown))}")
+    client_type = str(entry.get("client_type") or "public")
+    secret_env = entry.get("client_secret_env")
+    secret = environ.get(str(secret_env)) if secret_env else None
+    if client_type == "confidential-symmetric" and not secret:
+        raise RegistryError(
+            "a confidential-symmetric client needs client_secret_env naming a set variable"
+        )
+    ehr = upsert_ehr(
+        session,
+        name=str(entry.get("name") or ""),
+        fhir_base=str(entry.get("fhir_base") or ""),
+        client_id=str(entry.get("client_id") or ""),
+        client_type=client_type,
+    )
+    if secret:
+        set_client_secret(ehr, secret)
+    return ehr

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import sqlalchemy as sa
 from flask import Flask
@@ -58,7 +61,7 @@ def test_ehr_add_refuses_a_symmetric_client_without_secret(app: Flask) -> None:
         ],
     )
     assert result.exit_code != 0
-    assert "needs --client-secret-env" in result.output
+    assert "needs client_secret_env" in result.output
 
 
 def test_ehr_add_refuses_a_bad_url(app: Flask) -> None:
@@ -74,3 +77,37 @@ def test_published_jwks_has_only_public_keys(client: FlaskClient) -> None:
     for key in keys:
         assert key["kty"] in ("RSA", "EC") and key.get("kid")
         assert not {"d", "p", "q", "dp", "dq", "qi"} & set(key)
+
+
+def test_ehr_load_registers_a_file_all_or_nothing(
+    app: Flask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LAKE_SECRET", "lake-secret-0123456789")
+    good = [
+        {"name": "River", "fhir_base": "https://river.example/fhir", "client_id": "p1"},
+        {
+            "name": "Lake",
+            "fhir_base": "https://lake.example/fhir",
+            "client_id": "p2",
+            "client_type": "confidential-symmetric",
+            "client_secret_env": "LAKE_SECRET",
+        },
+    ]
+    bad = [*good, {"name": "Broken", "fhir_base": "ftp://x", "client_id": "p3"}]
+    runner = app.test_cli_runner()
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    failed = runner.invoke(main, args=["ehr", "load", str(tmp_path / "bad.json")])
+    assert failed.exit_code != 0 and "entry 3: not an http(s) URL" in failed.output
+    with app.app_context():
+        assert db.session.scalars(sa.select(EhrServer)).all() == []
+    (tmp_path / "good.json").write_text(json.dumps(good))
+    assert runner.invoke(main, args=["ehr", "load", str(tmp_path / "good.json")]).exit_code == 0
+    listed = runner.invoke(main, args=["ehr", "list"]).output
+    assert "River\thttps://river.example/fhir" in listed
+    assert "Lake\thttps://lake.example/fhir\tp2\tconfidential-symmetric" in listed
+    (tmp_path / "junk.json").write_text("{not json")
+    junk = runner.invoke(main, args=["ehr", "load", str(tmp_path / "junk.json")])
+    assert junk.exit_code != 0 and "not valid JSON" in junk.output
+    (tmp_path / "typo.json").write_text(json.dumps([{**good[0], "clientid": "x"}]))
+    typo = runner.invoke(main, args=["ehr", "load", str(tmp_path / "typo.json")])
+    assert typo.exit_code != 0 and "unknown keys: clientid" in typo.output
