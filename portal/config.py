@@ -51,6 +51,13 @@ def load_config(app: Flask, overrides: dict[str, Any] | None) -> None:
         app.config["DATABASE_URL"] = "sqlite:///" + str(Path(app.instance_path) / "portal.db")
     if app.config["ENV"] == "production":
         app.config["SESSION_COOKIE_SECURE"] = True
+    samesite = app.config["SESSION_COOKIE_SAMESITE"]
+    if samesite not in ("Lax", "Strict", "None"):
+        raise ConfigError("SESSION_COOKIE_SAMESITE must be Lax, Strict or None")
+    if samesite == "None":
+        # For EHRs that embed the portal in an iframe on another site: browsers send such a
+        # cookie only over HTTPS. POSTs stay protected by the CSRF token.
+        app.config["SESSION_COOKIE_SECURE"] = True
     app.config["SECRET_KEY"] = resolve_secret_key(app)
 
 

@@ -9,6 +9,7 @@ from cryptography.fernet import Fernet
 
 from portal.app import create_app
 from portal.config import ConfigError, is_strong_secret
+from portal.extensions import db
 
 STRONG = "k3y-" + "aZ9x8Yb7Wc6Vd5Ue4Tf3Sg2Rh1Qi0Pj" * 2
 
@@ -70,3 +71,28 @@ def test_default_database_is_sqlite_in_instance(instance_dir: Path) -> None:
 def test_production_refuses_to_start_without_token_keys() -> None:
     with pytest.raises(ConfigError, match="TOKEN_KEYS"):
         create_app({"ENV": "production", "SECRET_KEY": STRONG, "DATABASE_URL": "sqlite://"})
+
+
+def test_cross_site_iframe_cookie_is_secure(
+    monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> None:
+    monkeypatch.setenv("PORTAL_SESSION_COOKIE_SAMESITE", "None")
+    app = create_app({"DATABASE_URL": database_url})
+    assert app.config["SESSION_COOKIE_SAMESITE"] == "None"
+    assert app.config["SESSION_COOKIE_SECURE"] is True
+
+    @app.get("/touch")
+    def touch() -> str:
+        from flask import session
+
+        session["x"] = 1
+        return "ok"
+
+    cookie = app.test_client().get("/touch").headers["Set-Cookie"]
+    assert "SameSite=None" in cookie and "Secure" in cookie and "HttpOnly" in cookie
+    db.engine(app).dispose()
+
+
+def test_unknown_samesite_value_is_refused() -> None:
+    with pytest.raises(ConfigError, match="SAMESITE"):
+        create_app({"DATABASE_URL": "sqlite://", "SESSION_COOKIE_SAMESITE": "Loose"})
