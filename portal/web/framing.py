@@ -10,7 +10,6 @@ import time
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
-from flask import Response
 from sqlalchemy.orm import Session
 
 from portal.models import EhrServer
@@ -44,12 +43,6 @@ def ehr_origins(session: Session) -> list[str]:
 def frame_ancestors(session: Session) -> str:
     """The CSP directive letting the portal and the registered EHRs frame a page."""
     return "frame-ancestors " + " ".join(["'self'", *ehr_origins(session)])
-
-
-def allow_ehr_framing(response: Response, session: Session) -> Response:
-    """Give `response` the portal's CSP with `frame-ancestors` for the registered EHRs."""
-    response.headers["Content-Security-Policy"] = policy(session)
-    return response
 
 
 _cached: tuple[float, str] | None = None

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, abort, make_response, request, url_for
 from werkzeug.exceptions import NotFound
-from werkzeug.routing import BuildError
 
 from portal.db import utcnow
 from portal.extensions import db
@@ -70,16 +69,8 @@ def _page(template: str, block: str, records: Records, **context: object) -> Res
         for endpoint, label, section in SECTIONS
         if section is None or records.view.allows(section)
     ]
-    context["connect_url"] = _url_or_none("connect.connections")
+    context["connect_url"] = url_for("connect.connections")
     return render(template, block, **context)
-
-
-def _url_or_none(endpoint: str) -> str | None:
-    """The URL of another feature's page, when that feature is installed."""
-    try:
-        return url_for(endpoint)
-    except BuildError:
-        return None
 
 
 def _int_arg(name: str, default: int = 1) -> int:
