@@ -27,7 +27,7 @@ def test_home_lists_registered_ehrs_escaped(app: Flask, client: FlaskClient) -> 
     page = client.get("/")
     assert "St. Mary&#39;s &lt;Clinic&gt;" in page.text
     assert "<Clinic>" not in page.text
-    assert "https://ehr.example/fhir" in page.text
+    assert "https://ehr.example/fhir" not in page.text  # no FHIR jargon for patients
 
 
 def test_demo_links_shown_only_when_configured(app: Flask, client: FlaskClient) -> None:
@@ -58,3 +58,20 @@ def test_unknown_page_gets_a_friendly_404(client: FlaskClient) -> None:
 def test_session_cookie_name_differs_from_sandbox(app: Flask) -> None:
     # Cookies are not isolated by port: the portal and the sandbox EHRs share 127.0.0.1.
     assert app.config["SESSION_COOKIE_NAME"] == "portal_session"
+
+
+def test_home_offers_a_way_in(app: Flask, client: FlaskClient) -> None:
+    page = client.get("/").text
+    assert 'href="/signup"' in page and "Create an account" in page
+    assert "Go to your record" not in page
+    with app.app_context():
+        from portal.accounts import service
+
+        account = service.create_account(db.session, "ana@example.org", "correct horse battery")
+        db.session.commit()
+        account_id = account.id
+    with client.session_transaction() as s:
+        s["account_id"] = account_id
+    page = client.get("/").text
+    assert 'href="/records/"' in page and "Go to your record" in page
+    assert "Create an account" not in page
