@@ -96,6 +96,8 @@ class EhrConnection(Base):
     created_at: Mapped[created_at]
     updated_at: Mapped[datetime | None]
     last_synced_at: Mapped[datetime | None]
+    # Bumped whenever this connection's stored records change: prepared pages are keyed by it.
+    data_version: Mapped[int] = mapped_column(default=0, server_default="0")
 
     account: Mapped[Account] = relationship(back_populates="connections")
     ehr: Mapped[EhrServer] = relationship(lazy="joined")
@@ -192,3 +194,24 @@ class QuarantinedResource(Base):
     reason: Mapped[str] = mapped_column(sa.String(500))
     raw: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     fetched_at: Mapped[datetime]
+
+
+class PageSnapshot(Base):
+    """A records page part already rendered for one viewer of one record (see portal.phr.snapshots).
+
+    Health data like the records it comes from; found only by a key that includes the viewer,
+    what they may see and the record's data version, so a change of any of them misses.
+    """
+
+    __tablename__ = "page_snapshot"
+
+    id: Mapped[intpk]
+    account_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("account.id", ondelete="CASCADE"), index=True
+    )  # whose record
+    key: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    version: Mapped[str] = mapped_column(sa.String(64))
+    title: Mapped[str] = mapped_column(sa.String(300))
+    banner: Mapped[str | None] = mapped_column(sa.Text)
+    body: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[created_at]

@@ -43,6 +43,17 @@ class RecordView:
             raise AccessDenied(section)
 
 
+# Built once: every page opens a record, and building the statement costs more than running it.
+_CONNECTIONS = (
+    sa.select(EhrConnection)
+    .where(
+        EhrConnection.account_id == sa.bindparam("owner"),
+        EhrConnection.status != "disconnected",
+    )
+    .order_by(EhrConnection.id)
+)
+
+
 def open_record(session: Session, viewer_id: int, owner_id: int | None = None) -> RecordView:
     """The record of `owner_id` (default: the viewer's own) as the viewer may see it."""
     owner_id = viewer_id if owner_id is None else owner_id
@@ -51,11 +62,7 @@ def open_record(session: Session, viewer_id: int, owner_id: int | None = None) -
         raise AccessDenied("no such record")
     if owner_id != viewer_id:
         raise AccessDenied("not shared with you")
-    connections = session.scalars(
-        sa.select(EhrConnection)
-        .where(EhrConnection.account_id == owner_id, EhrConnection.status != "disconnected")
-        .order_by(EhrConnection.id)
-    ).all()
+    connections = session.scalars(_CONNECTIONS, {"owner": owner_id}).all()
     return RecordView(
         owner=owner, viewer_id=viewer_id, sections=None, connections=tuple(connections)
     )

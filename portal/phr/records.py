@@ -533,20 +533,23 @@ class SyncStatus:
     updating: bool
 
 
+# The status of each connection's latest sync run (built once: the summary asks every time).
+_LATEST_RUNS = sa.select(SyncRun.connection_id, SyncRun.status).where(
+    SyncRun.id.in_(
+        sa.select(sa.func.max(SyncRun.id))
+        .where(SyncRun.connection_id.in_(sa.bindparam("ids", expanding=True)))
+        .group_by(SyncRun.connection_id)
+    )
+)
+
+
 def sync_status(records: Records, now: datetime) -> list[SyncStatus]:
     """When each clinic's part of the record was last updated, and whether that went well."""
     if not records.ids:
         return []
-    latest = (
-        sa.select(sa.func.max(SyncRun.id))
-        .where(SyncRun.connection_id.in_(records.ids))
-        .group_by(SyncRun.connection_id)
-    )
     runs = {
         r.connection_id: r.status
-        for r in records.session.execute(
-            sa.select(SyncRun.connection_id, SyncRun.status).where(SyncRun.id.in_(latest))
-        )
+        for r in records.session.execute(_LATEST_RUNS, {"ids": records.ids})
     }
     statuses = []
     for c in records.connections:

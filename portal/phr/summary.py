@@ -18,7 +18,7 @@ from portal.phr.lists import (
     problem_filter,
     problems,
 )
-from portal.phr.records import Records, SectionState, SyncStatus, sync_status
+from portal.phr.records import Records, SectionState
 
 SHOWN = 8  # items per list before "see all"
 
@@ -34,7 +34,7 @@ class Summary:
     labs: list[tuple[str, labs.LabResult]]
     immunizations: list[Immunization]
     immunization_count: int
-    sync: list[SyncStatus]
+    connected: bool  # at least one clinic connected
     sections: dict[str, SectionState]
 
 
@@ -51,7 +51,7 @@ def summary(records: Records, now: datetime) -> Summary:
         labs=labs.recent_results(records, SHOWN),
         immunizations=latest_vaccines,
         immunization_count=doses,
-        sync=sync_status(records, now),
+        connected=bool(records.ids),
         sections={
             s: records.section(s)
             for s in ("problems", "medications", "allergies", "vitals", "labs", "immunizations")

@@ -537,7 +537,13 @@ class _Runner:
 
     def _store(self, rows: list[dict[str, Any]], quarantined: list[dict[str, Any]]) -> None:
         with transaction(self.sf) as session:
-            upsert_records(session, rows)
+            if upsert_records(session, rows):
+                session.execute(
+                    sa.update(EhrConnection)
+                    .where(EhrConnection.id == self.connection_id)
+                    .values(data_version=EhrConnection.data_version + 1)
+                    .execution_options(synchronize_session=False)
+                )
             quarantine(session, quarantined, self.run_id)
             beat = session.execute(
                 sa.update(SyncRun)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -42,25 +43,45 @@ def sync_settings(app: Flask) -> SyncSettings:
     )
 
 
-def start_in_background(app: Flask, run_id: int) -> threading.Thread:
-    """Run a queued sync in a daemon thread of this process (call after `enqueue`)."""
+def start_in_background(
+    app: Flask, run_id: int, after: Callable[[int], object] | None = None
+) -> threading.Thread:
+    """Run a queued sync in a daemon thread of this process (call after `enqueue`).
+
+    `after(run_id)` runs in the same thread once the sync has ended, whatever its outcome
+    (the web layer prepares the records pages there).
+    """
     factory = db.sessionmaker(app)
     settings = sync_settings(app)
     thread = threading.Thread(
-        target=_background, args=(factory, run_id, settings), name=f"sync-{run_id}", daemon=True
+        target=_background,
+        args=(factory, run_id, settings, after),
+        name=f"sync-{run_id}",
+        daemon=True,
     )
     thread.start()
     return thread
 
 
-def _background(factory: sessionmaker[Session], run_id: int, settings: SyncSettings) -> None:
+def _background(
+    factory: sessionmaker[Session],
+    run_id: int,
+    settings: SyncSettings,
+    after: Callable[[int], object] | None,
+) -> None:
     try:
         if not _wait_until_visible(factory, run_id):
             log.warning("sync run %s never became visible; the sweep will pick it up", run_id)
             return
-        run(factory, run_id, new_owner(), settings=settings)
+        status = run(factory, run_id, new_owner(), settings=settings)
     except Exception:
         log.exception("background sync run %s failed", run_id)
+        return
+    if after is not None and status is not None:
+        try:
+            after(run_id)
+        except Exception:
+            log.exception("after sync run %s", run_id)
 
 
 def _wait_until_visible(factory: sessionmaker[Session], run_id: int) -> bool:

@@ -55,9 +55,11 @@ def record_or_403(owner_id: int | None = None) -> RecordView:
     if account is None:
         abort(401)
     try:
-        return open_record(db.session, account.id, owner_id)
+        g.record_view = open_record(db.session, account.id, owner_id)
     except AccessDenied:
         abort(403)
+    view: RecordView = g.record_view
+    return view
 
 
 def safe_next(target: str | None, default: str) -> str:

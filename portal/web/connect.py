@@ -6,12 +6,15 @@ no request parameter can choose the account or the patient.
 
 from __future__ import annotations
 
+import functools
+
 import sqlalchemy as sa
 from flask import (
     Blueprint,
     abort,
     current_app,
     flash,
+    g,
     make_response,
     redirect,
     render_template,
@@ -30,6 +33,7 @@ from portal.smart.tokens import connect, disconnect, find_or_create_account_for_
 from portal.sync import status as sync_status
 from portal.sync.engine import enqueue
 from portal.sync.worker import start_in_background
+from portal.web import records
 from portal.web.auth import current_account, login_required, sign_in
 from portal.web.htmx import render, wants_fragment
 
@@ -145,9 +149,15 @@ def callback():
     connection = connect(db.session, result, account)
     run = enqueue(db.session, connection.id)
     db.session.commit()  # the background sync reads the run from another session
-    start_in_background(current_app._get_current_object(), run.id)  # type: ignore[attr-defined]
+    _sync_in_background(run.id)
     flash(f"Connected to {ehr.name}. Your records are being fetched.")
     return redirect(url_for("records.summary"))
+
+
+def _sync_in_background(run_id: int) -> None:
+    """Fetch in a thread of this process; the records pages are prepared when it ends."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    start_in_background(app, run_id, after=functools.partial(records.prepare_pages, app))
 
 
 def _own_connection(connection_id: int) -> EhrConnection:
@@ -183,7 +193,7 @@ def sync_now(connection_id: int):
         return redirect(url_for("connect.connections"))
     run = enqueue(db.session, connection.id)
     db.session.commit()
-    start_in_background(current_app._get_current_object(), run.id)  # type: ignore[attr-defined]
+    _sync_in_background(run.id)
     flash(f"Fetching your latest records from {connection.ehr.name}.")
     return redirect(
         request.referrer if _same_site(request.referrer) else url_for("records.summary")
@@ -240,6 +250,13 @@ def inject_style() -> dict[str, object]:
     account_id = session.get("account_id")
     if not account_id:
         return {}
+    view = g.get("record_view")
+    if view is not None and view.owner.id == account_id:  # the page loaded them already
+        styled = [c for c in view.connections if c.smart_style_url and c.status == "active"]
+        if not styled:
+            return {}
+        newest = max(styled, key=lambda c: (c.updated_at or c.created_at, c.id))
+        return {"smart_style_href": url_for("connect.ehr_style", connection_id=newest.id)}
     connection_id = db.session.scalar(
         sa.select(EhrConnection.id)
         .where(

@@ -27,3 +27,10 @@ def render(template: str, block: str, **context: Any) -> Response:
     response = make_response(body)
     response.vary.add("HX-Request")
     return response
+
+
+def render_html(body: str) -> Response:
+    """An already rendered page or fragment, with the same caching rule as `render`."""
+    response = make_response(body)
+    response.vary.add("HX-Request")
+    return response

@@ -6,22 +6,43 @@ template: an htmx fragment bypasses template conditions), then the domain, then 
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, make_response, request, url_for
+import functools
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    current_app,
+    make_response,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from jinja2_fragments.flask import render_block
+from markupsafe import Markup
 from werkzeug.exceptions import NotFound
 
 from portal.db import utcnow
 from portal.extensions import db
+from portal.models import EhrConnection, SyncRun
 from portal.phr import documents as docs
 from portal.phr import labs as lab_results
-from portal.phr import lists
+from portal.phr import lists, snapshots
 from portal.phr import records as rec
 from portal.phr import summary as summ
 from portal.phr import visits as visit_timeline
 from portal.phr import vitals as vital_signs
 from portal.phr.access import RecordView
 from portal.phr.records import Records
-from portal.web.auth import current_account, login_required, record_or_403
-from portal.web.htmx import render, wants_fragment
+from portal.web.auth import login_required, record_or_403
+from portal.web.htmx import render_html, wants_fragment
 
 bp = Blueprint("records", __name__, url_prefix="/records")
 
@@ -41,6 +62,11 @@ SECTIONS = (
     ("records.care_team", "Care team", "careteam"),
     ("records.coverage", "Coverage", "coverage"),
 )
+# Prepared as soon as a sync ends: where a patient lands and the first page of each section.
+LANDING = tuple(endpoint for endpoint, _label, _section in SECTIONS)
+
+# Pages under a section's entry in the navigation.
+NAV_PARENT = {"records.lab_test": "records.labs", "records.vital_history": "records.vitals"}
 
 
 @bp.after_request
@@ -57,20 +83,111 @@ def _records(record: RecordView, section: str | None) -> Records:
     return Records(db.session, record)
 
 
-def _page(template: str, block: str, records: Records, **context: object) -> Response:
-    """Render a records page; the banner is worked out only for full pages."""
-    if not wants_fragment():
-        account = current_account()
-        context["banner"] = rec.banner(
-            records, account.display_name if account else "", utcnow().date()
+@functools.cache
+def _build_id(root: str, templates: str) -> str:
+    """The code and templates that draw records pages: a deploy makes prepared pages miss."""
+    digest = hashlib.sha256()
+    for folder, pattern in ((templates, "**/*.html"), (root, "phr/*.py"), (root, "web/records.py")):
+        for path in sorted(Path(folder).glob(pattern)):
+            digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _page(
+    records: Records,
+    template: str,
+    block: str,
+    title: str,
+    build: Callable[[], dict[str, Any]],
+    *params: object,
+    top: tuple[str, dict[str, Any]] | None = None,
+) -> Response:
+    """A records page (or, for htmx, its `block`), prepared once per version of the record.
+
+    `build` gives the template context (it runs only when the page is not prepared yet; a
+    `page_title` in it overrides `title`); `params` are the validated request parameters the
+    page depends on; `top` is a live part shown above the prepared one (template, context).
+    """
+    fragment = wants_fragment()
+    part = block if fragment else "records_main"
+    today = utcnow().date()
+    build_id = _build_id(str(Path(__file__).parent.parent), _templates_folder())
+    key = snapshots.key(records.view, build_id, today, (template, part, *params))
+    snapshot = snapshots.find(db.session, key)
+    if snapshot is None:
+        context = build()
+        context["connect_url"] = url_for("connect.connections")
+        banner = None
+        if not fragment:
+            facts = rec.banner(records, records.view.owner.display_name, today)
+            banner = render_block("records/_layout.html", "banner", banner=facts)
+        snapshot = snapshots.Snapshot(
+            title=str(context.get("page_title", title)),
+            banner=banner,
+            body=render_block(template, part, **context),
         )
-    context["sections"] = [
-        (endpoint, label)
+        snapshots.keep(db.session, records.view, key, snapshot)
+    if fragment:
+        return render_html(snapshot.body)
+    sections = [
+        (_url(endpoint), label, endpoint)
         for endpoint, label, section in SECTIONS
         if section is None or records.view.allows(section)
     ]
-    context["connect_url"] = url_for("connect.connections")
-    return render(template, block, **context)
+    return render_html(
+        render_template(
+            "records/_page.html",
+            page_title=snapshot.title,
+            banner_html=_rendered(snapshot.banner or ""),
+            top_template=top[0] if top else None,
+            **(top[1] if top else {}),
+            main_html=_rendered(snapshot.body),
+            sections=sections,
+            nav_current=NAV_PARENT.get(request.endpoint or "", request.endpoint),
+        )
+    )
+
+
+_URLS: dict[tuple[str, str], str] = {}
+
+
+def _url(endpoint: str) -> str:
+    """url_for of a parameterless page, worked out once (the navigation has thirteen)."""
+    key = (request.script_root, endpoint)
+    if key not in _URLS:
+        _URLS[key] = url_for(endpoint)
+    return _URLS[key]
+
+
+def _rendered(html: str) -> Markup:
+    """HTML our own autoescaping templates produced (never record text itself)."""
+    return Markup(html)  # noqa: S704  # rendered by autoescaping templates, not raw input
+
+
+def _templates_folder() -> str:
+    return str(Path(current_app.root_path, current_app.template_folder or "templates"))
+
+
+def prepare_pages(app: Flask, run_id: int) -> int:
+    """Render the landing pages of the record a sync run has just updated, for its owner,
+    through the views themselves (so access checks and keys are the ones a visit uses).
+
+    Runs in the sync thread; returns how many pages were prepared."""
+    with app.test_request_context("/"):
+        account_id = db.session.scalar(
+            sa.select(EhrConnection.account_id)
+            .join(SyncRun, SyncRun.connection_id == EhrConnection.id)
+            .where(SyncRun.id == run_id)
+        )
+        paths = [url_for(endpoint) for endpoint in LANDING]
+    if account_id is None:
+        return 0
+    prepared = 0
+    for path in paths:  # one request context each, as separate visits would have
+        with app.test_request_context(path):
+            session["account_id"] = account_id  # this context only: no cookie is made
+            prepared += app.full_dispatch_request().status_code == 200
+    return prepared
 
 
 def _int_arg(name: str, default: int = 1) -> int:
@@ -88,8 +205,21 @@ def _choice(name: str, choices: tuple[str, ...]) -> str:
 def summary() -> Response:
     record = record_or_403()
     records = _records(record, None)
-    data = summ.summary(records, utcnow())
-    return _page("records/summary.html", "content", records, summary=data)
+    top = None
+    if not wants_fragment():  # when each clinic's part was updated: live, never prepared
+        status = {
+            "sync": rec.sync_status(records, utcnow()),
+            "connect_url": _url("connect.connections"),
+        }
+        top = ("records/_summary_top.html", status)
+    return _page(
+        records,
+        "records/summary.html",
+        "content",
+        "Summary",
+        lambda: {"summary": summ.summary(records, utcnow())},
+        top=top,
+    )
 
 
 @bp.get("/problems")
@@ -98,14 +228,17 @@ def problems() -> Response:
     record = record_or_403()
     records = _records(record, "problems")
     show = _choice("show", ("active", "past", "all"))
-    items = lists.problems(records, show)
     return _page(
+        records,
         "records/problems.html",
         "list",
-        records,
-        items=items,
-        show=show,
-        state=records.section("problems"),
+        "Problems",
+        lambda: {
+            "items": lists.problems(records, show),
+            "show": show,
+            "state": records.section("problems"),
+        },
+        show,
     )
 
 
@@ -115,14 +248,17 @@ def medications() -> Response:
     record = record_or_403()
     records = _records(record, "medications")
     show = _choice("show", ("current", "past", "all"))
-    items = lists.medications(records, show)
     return _page(
+        records,
         "records/medications.html",
         "list",
-        records,
-        items=items,
-        show=show,
-        state=records.section("medications"),
+        "Medications",
+        lambda: {
+            "items": lists.medications(records, show),
+            "show": show,
+            "state": records.section("medications"),
+        },
+        show,
     )
 
 
@@ -132,11 +268,11 @@ def allergies() -> Response:
     record = record_or_403()
     records = _records(record, "allergies")
     return _page(
+        records,
         "records/allergies.html",
         "content",
-        records,
-        items=lists.allergies(records),
-        state=records.section("allergies"),
+        "Allergies",
+        lambda: {"items": lists.allergies(records), "state": records.section("allergies")},
     )
 
 
@@ -145,12 +281,17 @@ def allergies() -> Response:
 def immunizations() -> Response:
     record = record_or_403()
     records = _records(record, "immunizations")
+    number = _int_arg("page")
     return _page(
+        records,
         "records/immunizations.html",
         "list",
-        records,
-        page=lists.immunizations(records, _int_arg("page")),
-        state=records.section("immunizations"),
+        "Immunizations",
+        lambda: {
+            "page": lists.immunizations(records, number),
+            "state": records.section("immunizations"),
+        },
+        number,
     )
 
 
@@ -159,8 +300,18 @@ def immunizations() -> Response:
 def labs() -> Response:
     record = record_or_403()
     records = _records(record, "labs")
-    data = lab_results.overview(records, _int_arg("page"))
-    return _page("records/labs.html", "tests", records, data=data, state=records.section("labs"))
+    number = _int_arg("page")
+    return _page(
+        records,
+        "records/labs.html",
+        "tests",
+        "Lab results",
+        lambda: {
+            "data": lab_results.overview(records, number),
+            "state": records.section("labs"),
+        },
+        number,
+    )
 
 
 @bp.get("/labs/test/<path:key>")
@@ -168,10 +319,14 @@ def labs() -> Response:
 def lab_test(key: str) -> Response:
     record = record_or_403()
     records = _records(record, "labs")
-    test = lab_results.test_history(records, key)
-    if test is None:
-        abort(404)
-    return _page("records/lab_test.html", "history", records, test=test)
+
+    def build() -> dict[str, Any]:
+        test = lab_results.test_history(records, key)
+        if test is None:
+            abort(404)
+        return {"test": test, "page_title": f"{test.name} · Lab results"}
+
+    return _page(records, "records/lab_test.html", "history", "Lab results", build, key)
 
 
 @bp.get("/vitals")
@@ -180,11 +335,11 @@ def vitals() -> Response:
     record = record_or_403()
     records = _records(record, "vitals")
     return _page(
+        records,
         "records/vitals.html",
         "content",
-        records,
-        data=vital_signs.vitals(records),
-        state=records.section("vitals"),
+        "Vitals",
+        lambda: {"data": vital_signs.vitals(records), "state": records.section("vitals")},
     )
 
 
@@ -193,10 +348,14 @@ def vitals() -> Response:
 def vital_history(kind: str) -> Response:
     record = record_or_403()
     records = _records(record, "vitals")
-    card = vital_signs.vital_history(records, kind)
-    if card is None:
-        abort(404)
-    return _page("records/vital_history.html", "history", records, card=card)
+
+    def build() -> dict[str, Any]:
+        card = vital_signs.vital_history(records, kind)
+        if card is None:
+            abort(404)
+        return {"card": card, "page_title": f"{card.name} · Vital signs"}
+
+    return _page(records, "records/vital_history.html", "history", "Vital signs", build, kind)
 
 
 @bp.get("/visits")
@@ -204,8 +363,18 @@ def vital_history(kind: str) -> Response:
 def visits() -> Response:
     record = record_or_403()
     records = _records(record, "visits")
-    page = visit_timeline.visits(records, _int_arg("page"))
-    return _page("records/visits.html", "list", records, page=page, state=records.section("visits"))
+    number = _int_arg("page")
+    return _page(
+        records,
+        "records/visits.html",
+        "list",
+        "Visits",
+        lambda: {
+            "page": visit_timeline.visits(records, number),
+            "state": records.section("visits"),
+        },
+        number,
+    )
 
 
 @bp.get("/procedures")
@@ -213,13 +382,17 @@ def visits() -> Response:
 def procedures() -> Response:
     record = record_or_403()
     records = _records(record, "procedures")
-    page = lists.procedures(records, _int_arg("page"))
+    number = _int_arg("page")
     return _page(
+        records,
         "records/procedures.html",
         "list",
-        records,
-        page=page,
-        state=records.section("procedures"),
+        "Procedures",
+        lambda: {
+            "page": lists.procedures(records, number),
+            "state": records.section("procedures"),
+        },
+        number,
     )
 
 
@@ -228,13 +401,17 @@ def procedures() -> Response:
 def documents() -> Response:
     record = record_or_403()
     records = _records(record, "documents")
-    page = docs.documents(records, _int_arg("page"))
+    number = _int_arg("page")
     return _page(
+        records,
         "records/documents.html",
         "list",
-        records,
-        page=page,
-        state=records.section("documents"),
+        "Documents",
+        lambda: {
+            "page": docs.documents(records, number),
+            "state": records.section("documents"),
+        },
+        number,
     )
 
 
@@ -262,13 +439,17 @@ def care_plans() -> Response:
     records = _records(record, "careplans")
     show = _choice("show", ("active", "past", "all"))
     return _page(
+        records,
         "records/care_plans.html",
         "plans",
-        records,
-        plans=lists.care_plans(records, show),
-        goals=lists.goals(records),
-        show=show,
-        state=records.section("careplans"),
+        "Care plans and goals",
+        lambda: {
+            "plans": lists.care_plans(records, show),
+            "goals": lists.goals(records),
+            "show": show,
+            "state": records.section("careplans"),
+        },
+        show,
     )
 
 
@@ -278,13 +459,16 @@ def care_team() -> Response:
     record = record_or_403()
     records = _records(record, "careteam")
     return _page(
+        records,
         "records/care_team.html",
         "content",
-        records,
-        teams=lists.care_teams(records),
-        contacts=lists.contacts(records),
-        state=records.section("careteam"),
-        directory_state=records.section("directory"),
+        "Care team",
+        lambda: {
+            "teams": lists.care_teams(records),
+            "contacts": lists.contacts(records),
+            "state": records.section("careteam"),
+            "directory_state": records.section("directory"),
+        },
     )
 
 
@@ -294,9 +478,9 @@ def coverage() -> Response:
     record = record_or_403()
     records = _records(record, "coverage")
     return _page(
+        records,
         "records/coverage.html",
         "content",
-        records,
-        items=lists.coverage(records),
-        state=records.section("coverage"),
+        "Coverage",
+        lambda: {"items": lists.coverage(records), "state": records.section("coverage")},
     )

@@ -154,6 +154,7 @@ def add_resources(
     rows = [record_row(connection, r, now) for r in resources]
     if rows:
         session.execute(sa.insert(FhirRecord), rows)
+        connection.data_version += 1  # as the sync does: prepared pages must miss
         session.flush()
     return len(rows)
 

@@ -433,4 +433,8 @@ def test_summary_of_vito(session: Session) -> None:
     assert len(data.labs) == summary.SHOWN
     assert data.immunization_count == len(of_category(resources, "immunizations"))
     assert len({i.name for i in data.immunizations}) == len(data.immunizations)
-    assert data.sync[0].last_synced == "never"
+    assert data.connected
+    assert (
+        rec.sync_status(records_of(session, account.id), datetime.now(UTC))[0].last_synced
+        == "never"
+    )

@@ -388,17 +388,18 @@ def test_headers_allow_framing_by_registered_ehrs_only(app: Flask, client: Flask
     assert answer.headers["Cache-Control"] == "private, no-store"
 
 
-def test_smart_style_url_exposed(app: Flask, client: FlaskClient) -> None:
+def test_records_pages_link_the_ehr_style(app: Flask, client: FlaskClient) -> None:
     with app.app_context():
         account = f.make_account(db.session)
-        f.make_connection(
+        connection = f.make_connection(
             db.session, account, smart_style_url="https://ehr.example/style.json?a=1&b=2"
         )
         db.session.commit()
-        account_id = account.id
+        account_id, connection_id = account.id, connection.id
     sign_in(client, account_id)
-    text = client.get("/records/").text
-    assert 'data-smart-style-url="https://ehr.example/style.json?a=1&amp;b=2"' in text
+    for path in ("/records/", "/records/labs"):
+        text = client.get(path).text
+        assert f'<link rel="stylesheet" href="/style/{connection_id}.css">' in text
 
 
 def test_patient_banner_left_to_the_ehr_when_it_asks(app: Flask, client: FlaskClient) -> None:
