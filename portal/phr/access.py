@@ -44,12 +44,10 @@ class RecordView:
 
 
 # Built once: every page opens a record, and building the statement costs more than running it.
+# A disconnected clinic is no longer read, but what was fetched from it stays in the record.
 _CONNECTIONS = (
     sa.select(EhrConnection)
-    .where(
-        EhrConnection.account_id == sa.bindparam("owner"),
-        EhrConnection.status != "disconnected",
-    )
+    .where(EhrConnection.account_id == sa.bindparam("owner"))
     .order_by(EhrConnection.id)
 )
 

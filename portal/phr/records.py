@@ -20,11 +20,10 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
 
 from portal.db import JSONType
-from portal.models import EhrConnection, FhirRecord, SyncRun
+from portal.models import EhrConnection, FhirRecord
 from portal.phr.access import RecordView
 from portal.phr.words import (
     age_text,
-    ago_text,
     clean_name,
     concept_text,
     date_text,
@@ -478,7 +477,7 @@ def tidy_person(name: str) -> str:
     return " ".join(clean_name(part) or part for part in name.split())
 
 
-# ---- the patient banner and sync status ---------------------------------------------------
+# ---- the patient banner ---------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -522,61 +521,3 @@ def banner(records: Records, fallback_name: str, today: date) -> Banner:
         show=not connections or any(c.need_patient_banner for c in connections),
         style_url=style,
     )
-
-
-@dataclass(frozen=True)
-class SyncStatus:
-    source: str
-    last_synced: str  # "21 Nov 2025, 10:45 UTC" or "never"
-    age: str | None  # "3 days ago"
-    problem: str | None  # plain words when the data may be stale or incomplete
-    updating: bool
-
-
-# The status of each connection's latest sync run (built once: the summary asks every time).
-_LATEST_RUNS = sa.select(SyncRun.connection_id, SyncRun.status).where(
-    SyncRun.id.in_(
-        sa.select(sa.func.max(SyncRun.id))
-        .where(SyncRun.connection_id.in_(sa.bindparam("ids", expanding=True)))
-        .group_by(SyncRun.connection_id)
-    )
-)
-
-
-def sync_status(records: Records, now: datetime) -> list[SyncStatus]:
-    """When each clinic's part of the record was last updated, and whether that went well."""
-    if not records.ids:
-        return []
-    runs = {
-        r.connection_id: r.status
-        for r in records.session.execute(_LATEST_RUNS, {"ids": records.ids})
-    }
-    statuses = []
-    for c in records.connections:
-        synced = c.last_synced_at
-        age = ago_text(synced, now) if synced else None
-        data_age = f"What you see here is from {age}." if age else "Nothing has been copied yet."
-        run = runs.get(c.id)
-        problem = None
-        if c.status == "reconnect_needed":
-            problem = f"{c.ehr.name} needs you to connect again before we can update your record. "
-            problem += data_age
-        elif run == "failed":
-            problem = f"The last update from {c.ehr.name} did not work. {data_age}"
-        elif run == "incomplete":
-            problem = (
-                f"The last update from {c.ehr.name} did not finish, so some parts may be missing "
-                f"or out of date. {data_age}"
-            )
-        statuses.append(
-            SyncStatus(
-                source=c.ehr.name,
-                last_synced=(
-                    f"{date_text(synced)}, {synced.strftime('%H:%M')} UTC" if synced else "never"
-                ),
-                age=age,
-                problem=problem,
-                updating=run in ("queued", "running"),
-            )
-        )
-    return statuses

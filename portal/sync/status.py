@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -11,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from portal.db import utcnow
 from portal.models import EhrConnection, EhrServer, SyncRun
-from portal.phr.words import ago_text
+from portal.phr.words import ago_text, date_text
 from portal.smart.scopes import SECTION_NAMES, missing_sections
 from portal.sync.engine import ACTIVE, latest_run
 
@@ -38,6 +39,45 @@ class ConnectionStatus:
     sections: list[SectionProgress] = field(default_factory=list)
     quarantined: int = 0
     not_shared: list[str] = field(default_factory=list)
+    now: datetime | None = None  # when this was looked at (for ages)
+
+    @property
+    def age(self) -> str | None:
+        """ "2 hours ago"; None when nothing has been fetched yet."""
+        when = self.last_synced_at
+        return ago_text(when, self.now or utcnow()) if when else None
+
+    @property
+    def last_synced(self) -> str:
+        """ "21 Nov 2025, 10:45 UTC" or "never"."""
+        when = self.last_synced_at
+        return f"{date_text(when)}, {when.strftime('%H:%M')} UTC" if when else "never"
+
+    @property
+    def progress(self) -> list[SectionProgress]:
+        """The sections that have something to show (a list of zeros is no news)."""
+        return [s for s in self.sections if s.fetched or s.error]
+
+    @property
+    def problem(self) -> str | None:
+        """Plain words when the record from this clinic may be out of date or incomplete."""
+        age = self.age
+        data_age = f"What you see here is from {age}." if age else "Nothing has been copied yet."
+        if self.status == "reconnect_needed":
+            return (
+                f"{self.ehr_name} needs you to connect again before we can update your record. "
+                + data_age
+            )
+        if self.status == "disconnected":
+            return f"You disconnected {self.ehr_name}: it is no longer updated. {data_age}"
+        if self.run_status == "failed":
+            return f"The last update from {self.ehr_name} did not work. {data_age}"
+        if self.run_status == "incomplete":
+            return (
+                f"The last update from {self.ehr_name} did not finish, so some parts may be "
+                f"missing or out of date. {data_age}"
+            )
+        return None
 
     @property
     def syncing(self) -> bool:
@@ -67,9 +107,12 @@ class ConnectionStatus:
         return "Up to date."
 
 
-def connection_status(session: Session, connection: EhrConnection) -> ConnectionStatus:
+def connection_status(
+    session: Session, connection: EhrConnection, now: datetime | None = None
+) -> ConnectionStatus:
     run = latest_run(session, connection.id)
     return ConnectionStatus(
+        now=now,
         connection_id=connection.id,
         ehr_id=connection.ehr_server_id,
         ehr_name=connection.ehr.name,
@@ -108,6 +151,13 @@ def overview(session: Session, account_id: int) -> list[ConnectionStatus]:
         .order_by(EhrConnection.id)
     ).all()
     return [connection_status(session, c) for c in connections]
+
+
+def of_connections(
+    session: Session, connections: Iterable[EhrConnection], now: datetime | None = None
+) -> list[ConnectionStatus]:
+    """The status of these connections (a record's), in their order."""
+    return [connection_status(session, c, now) for c in connections]
 
 
 def registry(session: Session) -> list[EhrServer]:

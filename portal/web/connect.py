@@ -176,11 +176,13 @@ def _own_connection(connection_id: int) -> EhrConnection:
 def connections():
     account = current_account()
     assert account is not None
+    overview = sync_status.overview(db.session, account.id)
     return render(
         "connect/index.html",
         "connections",
-        overview=sync_status.overview(db.session, account.id),
+        overview=overview,
         ehrs=sync_status.registry(db.session),
+        connected={c.ehr_id for c in overview if c.status == "active"},
     )
 
 

@@ -41,6 +41,7 @@ from portal.phr import visits as visit_timeline
 from portal.phr import vitals as vital_signs
 from portal.phr.access import RecordView
 from portal.phr.records import Records
+from portal.sync import status as sync_status
 from portal.web.auth import login_required, record_or_403
 from portal.web.htmx import render_html, wants_fragment
 
@@ -208,7 +209,7 @@ def summary() -> Response:
     top = None
     if not wants_fragment():  # when each clinic's part was updated: live, never prepared
         status = {
-            "sync": rec.sync_status(records, utcnow()),
+            "sync": sync_status.of_connections(db.session, records.connections, utcnow()),
             "connect_url": _url("connect.connections"),
         }
         top = ("records/_summary_top.html", status)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
@@ -11,7 +11,6 @@ from flask import Flask
 from sqlalchemy.orm import Session
 
 from portal.extensions import db
-from portal.models import SyncRun
 from portal.phr import documents, labs, lists, summary, visits, vitals
 from portal.phr import records as rec
 from portal.phr.access import open_record
@@ -399,32 +398,6 @@ def test_banner_of_a_child_and_the_launch_flag(session: Session) -> None:
     assert rec.banner(records_of(session, account.id), "", date(2020, 1, 1)).show
 
 
-def test_sync_status_in_plain_words(session: Session) -> None:
-    now = datetime(2025, 1, 10, 12, tzinfo=UTC)
-    account = f.make_account(session)
-    fine = f.make_connection(session, account, last_synced_at=now - timedelta(hours=2))
-    failing = f.make_connection(
-        session, account, "Lakeside Family Clinic", last_synced_at=now - timedelta(days=3)
-    )
-    stale = f.make_connection(session, account, "Hillside Clinic", status="reconnect_needed")
-    session.add_all(
-        [
-            SyncRun(connection_id=fine.id, status="failed"),
-            SyncRun(connection_id=fine.id, status="complete"),
-            SyncRun(connection_id=failing.id, status="incomplete"),
-        ]
-    )
-    session.flush()
-    statuses = {s.source: s for s in rec.sync_status(records_of(session, account.id), now)}
-    assert statuses["Riverside General Hospital"].problem is None
-    assert statuses["Riverside General Hospital"].age == "2 hours ago"
-    assert "did not finish" in (statuses["Lakeside Family Clinic"].problem or "")
-    assert "3 days ago" in (statuses["Lakeside Family Clinic"].problem or "")
-    assert statuses["Hillside Clinic"].last_synced == "never"
-    assert "connect again" in (statuses["Hillside Clinic"].problem or "")
-    del stale
-
-
 def test_summary_of_vito(session: Session) -> None:
     account, _, resources = f.patient_with(session, "vito_feeney")
     data = summary.summary(records_of(session, account.id), datetime.now(UTC))
@@ -434,7 +407,3 @@ def test_summary_of_vito(session: Session) -> None:
     assert data.immunization_count == len(of_category(resources, "immunizations"))
     assert len({i.name for i in data.immunizations}) == len(data.immunizations)
     assert data.connected
-    assert (
-        rec.sync_status(records_of(session, account.id), datetime.now(UTC))[0].last_synced
-        == "never"
-    )

@@ -263,3 +263,16 @@ def test_every_page_may_be_framed_only_by_registered_ehrs(app: Flask, client: Fl
         csp = client.get(path).headers["Content-Security-Policy"]
         assert "frame-ancestors 'self' https://ehr.example" in csp, path
         assert "form-action 'self'" in csp
+
+
+def test_connected_clinics_are_marked_in_the_connect_list(app: Flask, client: FlaskClient) -> None:
+    ehr_id = register(app)
+    me = sign_in_as(app, client, "me@example.org")
+    offer = client.get("/connect").text.split("Connect a clinic")[1]
+    assert 'aria-label="Connect Example EHR"' in offer
+    with app.app_context():
+        db.session.add(EhrConnection(account_id=me, ehr_server_id=ehr_id, patient_id="p1"))
+        db.session.commit()
+    offer = client.get("/connect").text.split("Connect a clinic")[1]
+    assert 'aria-label="Connect Example EHR"' not in offer
+    assert '<span class="badge">Connected</span>' in offer

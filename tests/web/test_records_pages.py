@@ -413,3 +413,12 @@ def test_child_banner(app: Flask, client: FlaskClient) -> None:
     sign_in(client, account_id)
     text = client.get("/records/").text
     assert "Arron Schamberger" in text and "(age " in text and "Male" in text
+
+
+def test_records_of_a_disconnected_clinic_stay(app: Flask, client: FlaskClient) -> None:
+    account_id, _ = load(app, "vito_feeney", name="Vito", status="disconnected")
+    sign_in(client, account_id)
+    summary = client.get("/records/").text
+    assert "You disconnected Riverside General Hospital" in summary
+    assert "Metformin" in summary
+    assert "Metformin" in client.get("/records/medications").text

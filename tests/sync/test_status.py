@@ -1,0 +1,72 @@
+"""What the patient reads about each clinic's part of the record (portal.sync.status)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from flask import Flask
+from sqlalchemy.orm import Session
+
+from portal.extensions import db
+from portal.models import SyncRun
+from portal.sync.status import connection_status, of_connections
+from tests.phr import factories as f
+
+
+@pytest.fixture
+def session(app: Flask) -> Iterator[Session]:
+    with app.app_context():
+        yield db.session
+
+
+def test_sync_status_in_plain_words(session: Session) -> None:
+    now = datetime(2025, 1, 10, 12, tzinfo=UTC)
+    account = f.make_account(session)
+    fine = f.make_connection(session, account, last_synced_at=now - timedelta(hours=2))
+    failing = f.make_connection(
+        session, account, "Lakeside Family Clinic", last_synced_at=now - timedelta(days=3)
+    )
+    f.make_connection(session, account, "Hillside Clinic", status="reconnect_needed")
+    f.make_connection(session, account, "Oldtown Clinic", status="disconnected", last_synced_at=now)
+    session.add_all(
+        [
+            SyncRun(connection_id=fine.id, status="failed"),
+            SyncRun(connection_id=fine.id, status="complete"),
+            SyncRun(connection_id=failing.id, status="incomplete"),
+        ]
+    )
+    session.flush()
+    statuses = {s.ehr_name: s for s in of_connections(session, account.connections, now)}
+    assert statuses["Riverside General Hospital"].problem is None
+    assert statuses["Riverside General Hospital"].age == "2 hours ago"
+    assert statuses["Riverside General Hospital"].last_synced == "10 Jan 2025, 10:00 UTC"
+    assert "did not finish" in (statuses["Lakeside Family Clinic"].problem or "")
+    assert "3 days ago" in (statuses["Lakeside Family Clinic"].problem or "")
+    assert statuses["Hillside Clinic"].last_synced == "never"
+    assert "connect again" in (statuses["Hillside Clinic"].problem or "")
+    assert "Nothing has been copied yet" in (statuses["Hillside Clinic"].problem or "")
+    assert "You disconnected Oldtown Clinic" in (statuses["Oldtown Clinic"].problem or "")
+
+
+def test_progress_lists_only_sections_with_news(session: Session) -> None:
+    account = f.make_account(session)
+    connection = f.make_connection(session, account)
+    session.add(
+        SyncRun(
+            connection_id=connection.id,
+            status="running",
+            progress={
+                "labs": {"fetched": 120, "done": False},
+                "immunizations": {"fetched": 0, "done": False},
+                "allergies": {"fetched": 0, "done": True},
+                "visits": {"fetched": 0, "done": True, "error": "the EHR refused this search"},
+            },
+        )
+    )
+    session.flush()
+    status = connection_status(session, connection)
+    assert status.syncing and len(status.sections) == 4
+    assert [s.name for s in status.progress] == ["lab results", "visits"]
+    assert status.headline == "Fetching your records… 120 items so far."
