@@ -34,7 +34,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     limiter.init_app(app)
 
     from portal.smart import settings as smart_settings
-    from portal.web import accounts, connect, errors, home, records
+    from portal.web import accounts, connect, entries, errors, home, records
 
     smart_settings.init_app(app)
 
@@ -42,6 +42,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(accounts.bp)
     app.register_blueprint(records.bp)
     app.register_blueprint(connect.bp)
+    app.register_blueprint(entries.bp)
     errors.register(app)
     app.after_request(security_headers)
     return app

@@ -67,17 +67,31 @@ class PasswordReset(Base):
 
 
 class EhrConnection(Base):
-    """One account's authorised link to one patient record at one EHR.
+    """A source of one person's record: an authorised link to their record at one EHR, or
+    (kind "self", no EHR) the entries the person makes themselves.
 
-    Tokens are encrypted with a key from the configuration (never stored in the database).
+    Every records query goes by source, so the patient's own entries are read, merged and
+    shared exactly like an EHR's. Tokens are encrypted with a key from the configuration
+    (never stored in the database).
     """
 
     __tablename__ = "ehr_connection"
-    __table_args__ = (sa.UniqueConstraint("account_id", "ehr_server_id", "patient_id"),)
+    __table_args__ = (
+        sa.UniqueConstraint("account_id", "ehr_server_id", "patient_id"),
+        # One "self" source per person.
+        sa.Index(
+            "uq_ehr_connection_self",
+            "account_id",
+            unique=True,
+            sqlite_where=sa.text("kind = 'self'"),
+            postgresql_where=sa.text("kind = 'self'"),
+        ),
+    )
 
     id: Mapped[intpk]
     account_id: Mapped[int] = mapped_column(sa.ForeignKey("account.id", ondelete="CASCADE"))
-    ehr_server_id: Mapped[int] = mapped_column(sa.ForeignKey("ehr_server.id"))
+    kind: Mapped[str] = mapped_column(sa.String(10), default="ehr", server_default="ehr")
+    ehr_server_id: Mapped[int | None] = mapped_column(sa.ForeignKey("ehr_server.id"))
     patient_id: Mapped[str] = mapped_column(sa.String(64))  # the token's `patient`
     fhir_user: Mapped[str | None] = mapped_column(sa.String(500))
     subject: Mapped[str | None] = mapped_column(sa.String(255))  # id_token `sub`
@@ -100,7 +114,23 @@ class EhrConnection(Base):
     data_version: Mapped[int] = mapped_column(default=0, server_default="0")
 
     account: Mapped[Account] = relationship(back_populates="connections")
-    ehr: Mapped[EhrServer] = relationship(lazy="joined")
+    ehr: Mapped[EhrServer | None] = relationship(lazy="joined")
+
+    @property
+    def is_self(self) -> bool:
+        return self.kind == "self"
+
+    @property
+    def source_name(self) -> str:
+        """What the records pages call this source: the EHR's name, or "You"."""
+        return self.ehr.name if self.ehr is not None else "You"
+
+    @property
+    def server(self) -> EhrServer:
+        """The EHR of an EHR connection (code that talks to EHRs never sees "self")."""
+        if self.ehr is None:
+            raise ValueError(f"connection {self.id} is not an EHR connection")
+        return self.ehr
 
 
 class OAuthTransaction(Base):
@@ -215,3 +245,22 @@ class PageSnapshot(Base):
     banner: Mapped[str | None] = mapped_column(sa.Text)
     body: Mapped[str] = mapped_column(sa.Text)
     created_at: Mapped[created_at]
+
+
+class EntryRevision(Base):
+    """An earlier (or the first) version of an entry the patient made: nothing is lost.
+
+    The entry itself is the FhirRecord of the person's "self" source; each save, delete and
+    undo adds a revision with the resource as it was after that action.
+    """
+
+    __tablename__ = "entry_revision"
+    __table_args__ = (sa.UniqueConstraint("record_id", "version"),)
+
+    id: Mapped[intpk]
+    record_id: Mapped[int] = mapped_column(sa.ForeignKey("fhir_record.id", ondelete="CASCADE"))
+    version: Mapped[int]
+    action: Mapped[str] = mapped_column(sa.String(20))  # created | edited | deleted | restored
+    raw: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    changed_at: Mapped[datetime]
+    changed_by: Mapped[int | None] = mapped_column(sa.ForeignKey("account.id", ondelete="SET NULL"))

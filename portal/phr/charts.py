@@ -26,6 +26,7 @@ class Measurement:
     value: float
     label: str  # what a screen reader or tooltip says: "5.4 % on 3 Mar 2023, high"
     flagged: bool = False
+    mine: bool = False  # the patient's own reading, drawn differently from the clinics'
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Point:
     y: float
     label: str
     flagged: bool
+    mine: bool = False
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ class Chart:
     unit: str
     legend: bool
     flagged: bool  # some points are outside the normal range
+    mine: bool = False  # some points are the patient's own readings
 
 
 def line_chart(
@@ -107,7 +110,7 @@ def line_chart(
     drawn = []
     for i, (name, measurements) in enumerate(series):
         ordered = sorted((m for m in measurements if math.isfinite(m.value)), key=lambda m: m.at)
-        pts = tuple(Point(x_of(m.at), y_of(m.value), m.label, m.flagged) for m in ordered)
+        pts = tuple(Point(x_of(m.at), y_of(m.value), m.label, m.flagged, m.mine) for m in ordered)
         path = " ".join(f"{'M' if j == 0 else 'L'}{p.x} {p.y}" for j, p in enumerate(pts))
         drawn.append(Series(name, i + 1, pts, path))
 
@@ -136,6 +139,7 @@ def line_chart(
         unit=unit,
         legend=len(series) > 1,
         flagged=any(m.flagged for m in points),
+        mine=any(m.mine for m in points),
     )
 
 

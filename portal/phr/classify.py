@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+# LOINC codes of measurements people take themselves that are not vital signs by category.
+MEASUREMENT_CODES = frozenset({"41653-7", "72514-3", "41950-7"})
 OBSERVATION_CATEGORIES = {
     "laboratory": "labs",
     "vital-signs": "vitals",
@@ -94,6 +96,8 @@ def classify(resource: dict[str, Any]) -> Classified:
 def category_of(resource: dict[str, Any]) -> str:
     rtype = resource.get("resourceType", "")
     if rtype == "Observation":
+        if set(codes_of(resource.get("code"))) & MEASUREMENT_CODES:
+            return "vitals"  # taken at home (glucometer, pain score, steps): with the vitals
         for code in codes_of(resource.get("category")):
             if code in OBSERVATION_CATEGORIES:
                 return OBSERVATION_CATEGORIES[code]

@@ -223,9 +223,13 @@ class Records:
         self.session = session
         self.view = view
         self.connections: tuple[EhrConnection, ...] = view.connections
-        self.sources = {c.id: c.ehr.name for c in view.connections}
+        self.sources = {c.id: c.source_name for c in view.connections}
         self.ids = list(self.sources)
-        self._missing = [missing_sections(c.granted_scope or "") for c in view.connections]
+        # The clinics: what they did not share is said per section (the patient's own
+        # entries are a source too, but nothing is ever "not shared" by the patient).
+        self.clinics = tuple(c for c in view.connections if not c.is_self)
+        self.own_ids = frozenset(c.id for c in view.connections if c.is_self)
+        self._missing = [missing_sections(c.granted_scope or "") for c in self.clinics]
 
     # ---- queries -------------------------------------------------------------------------
 
@@ -413,9 +417,13 @@ class Records:
     def source(self, row: Row) -> str:
         return self.sources.get(row.connection_id, "")
 
+    def is_own(self, row: Row) -> bool:
+        """Whether the patient entered this themselves (their "self" source)."""
+        return row.connection_id in self.own_ids
+
     def section(self, section: str) -> SectionState:
         """What the page says when a section is empty: not connected, not shared, or none."""
-        names = [c.ehr.name for c in self.connections]
+        names = [c.source_name for c in self.clinics]
         missing_from = [n for n, m in zip(names, self._missing, strict=True) if section in m]
         shared_by_none = bool(names) and len(missing_from) == len(names)
         return SectionState(
@@ -509,7 +517,7 @@ def banner(records: Records, fallback_name: str, today: date) -> Banner:
                 age = None
                 died = date_text(raw.get("deceasedDateTime")) or "date not recorded"
         sex = sex or (str(raw["gender"]).capitalize() if raw.get("gender") else None)
-    connections = records.connections
+    connections = records.clinics
     style = next((c.smart_style_url for c in connections if c.smart_style_url), None)
     return Banner(
         name=name or fallback_name or "Your record",

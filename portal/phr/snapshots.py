@@ -43,8 +43,9 @@ def version(view: RecordView) -> str:
             c.data_version,
             c.status,
             c.granted_scope,
+            c.kind,
             c.ehr_server_id,
-            c.ehr.name,
+            c.source_name,
             c.need_patient_banner,
             c.smart_style_url,
         ]

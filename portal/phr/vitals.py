@@ -26,6 +26,7 @@ from portal.phr.words import (
 BP_PANELS = ("85354-9", "55284-4")
 SYSTOLIC, DIASTOLIC = "8480-6", "8462-4"
 RECENT_IN_CARD = 5
+GLUCOSE_MG_PER_MMOL = 18.016  # glucose, 180.16 g/mol
 CHART_POINTS = 60  # the overview charts each kind's latest readings; its own page has them all
 ELEMENTS = (
     "effectiveDateTime",
@@ -56,6 +57,9 @@ KINDS = (
     Kind("breathing", "Breathing rate", ("9279-1",), "/min"),
     Kind("oxygen", "Oxygen level", ("2708-6", "59408-5"), "%"),
     Kind("head", "Head size", ("9843-4", "8287-5"), "cm"),
+    Kind("glucose", "Blood glucose", ("41653-7",), "mg/dL"),
+    Kind("pain", "Pain score", ("72514-3",), "{score}"),
+    Kind("steps", "Steps", ("41950-7",), "/d"),
 )
 KIND_BY_KEY = {k.key: k for k in KINDS}
 KIND_BY_CODE = {code: k for k in KINDS for code in k.codes}
@@ -72,6 +76,7 @@ class Reading:
     absent: bool
     source: str
     reported: str | None = None  # as the clinic recorded it, when converted
+    mine: bool = False  # the patient's own entry (shown with a "You" badge, editable)
 
 
 @dataclass(frozen=True)
@@ -223,7 +228,7 @@ def _card(
         readings=tuple(_reading(records, kind, m) for m in chosen),
         count=max(total or 0, len(listed)),
         charted=len(usable),
-        chart=_chart(kind, usable, label),
+        chart=_chart(kind, usable, label, records.own_ids),
         kept_apart=tuple(_reading(records, kind, m) for m in apart) if usable else (),
     )
 
@@ -235,6 +240,8 @@ def _measure(kind: Kind, rows: list[Row]) -> list[_Measured]:
         if isinstance(q, dict) and isinstance(q.get("value"), int | float):
             own = unit_of(q)
             value = units.convert(float(q["value"]), own, kind.unit)
+            if value is None and kind.key == "glucose" and own == "mmol/L":
+                value = float(q["value"]) * GLUCOSE_MG_PER_MMOL  # one substance: convertible
             if value is None:
                 out.append(_Measured(row, float(q["value"]), apart=True))
             else:
@@ -256,6 +263,7 @@ def _reading(records: Records, kind: Kind, m: _Measured) -> Reading:
         absent=m.value is None and m.second is None,
         source=records.source(m.row),
         reported=reported,
+        mine=records.is_own(m.row),
     )
 
 
@@ -341,18 +349,28 @@ def _points(
     return out
 
 
-def _chart(kind: Kind, measured: list[_Measured], unit: str) -> Chart | None:
+def _chart(
+    kind: Kind, measured: list[_Measured], unit: str, own: frozenset[int] = frozenset()
+) -> Chart | None:
     main = _points(measured)
     if not main:
         return None
+
+    def plotted(points: list[tuple[datetime, float, _Measured]]) -> list[Measurement]:
+        out = []
+        for at, value, m in points:
+            mine = m.row.connection_id in own
+            out.append(Measurement(at, value, "Your own reading" if mine else "", mine=mine))
+        return out
+
     if kind.key == "blood-pressure":
         second = _points(measured, second=True)
         series = [
-            ("Top number (systolic)", [Measurement(at, v, "") for at, v, _ in main]),
-            ("Bottom number (diastolic)", [Measurement(at, v, "") for at, v, _ in second]),
+            ("Top number (systolic)", plotted(main)),
+            ("Bottom number (diastolic)", plotted(second)),
         ]
     else:
-        series = [(kind.name, [Measurement(at, v, "") for at, v, _ in main])]
+        series = [(kind.name, plotted(main))]
     values = [m.value for _, ms in series for m in ms]
     newest, oldest = main[0][2], main[-1][2]
     latest = (

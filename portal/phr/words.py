@@ -47,6 +47,7 @@ UNIT_WORDS = {
     "{nominal}": "",
     "1": "",
     "/min": "per minute",
+    "/d": "a day",
     "mm[Hg]": "mmHg",
     "Cel": "°C",
     "[degF]": "°F",

@@ -204,7 +204,7 @@ def current_token(
                 lease_until = utcnow() + timedelta(seconds=settings.refresh_lease)
                 claimed = _claim_lease(session, connection_id, lease_until, conn.refresh_token_enc)
             seen_refresh = conn.refresh_token_enc
-            ehr = conn.ehr
+            ehr = conn.server
         if usable:
             assert token is not None
             return AccessToken(token, expires_at)
@@ -417,7 +417,7 @@ def disconnect(
     revoked = False
     if pairs:
         try:
-            revoked = revoke(connection.ehr, pairs, settings=settings)
+            revoked = revoke(connection.server, pairs, settings=settings)
         except SmartError as exc:  # discovery failed: still forget the tokens here
             log.warning("connection %s: revocation skipped (%s)", connection.id, type(exc).__name__)
     connection.access_token_enc = None

@@ -90,6 +90,8 @@ def enqueue(session: Session, connection_id: int) -> SyncRun:
         raise NotConnected(f"connection {connection_id} does not exist")
     connection = session.get(EhrConnection, connection_id)
     assert connection is not None
+    if connection.is_self:
+        raise NotConnected(f"connection {connection_id} is the patient's own entries")
     if connection.status == "reconnect_needed":
         raise ReconnectNeeded(f"connection {connection_id} needs reconnecting")
     if connection.status != "active":
@@ -265,7 +267,7 @@ class _Runner:
                 return "failed"
             self.connection_id = conn.id
             self.patient_id = conn.patient_id
-            self.fhir_base = conn.ehr.fhir_base
+            self.fhir_base = conn.server.fhir_base
             self.granted = conn.granted_scope
             since: datetime | None = sync_run.since
             self.known_refs = self._stored_refs(session, conn.id)

@@ -30,7 +30,7 @@ class ConnectionStatus:
     """One connection as the patient sees it."""
 
     connection_id: int
-    ehr_id: int
+    ehr_id: int | None
     ehr_name: str
     status: str  # active | reconnect_needed | disconnected
     last_synced_at: datetime | None
@@ -115,7 +115,7 @@ def connection_status(
         now=now,
         connection_id=connection.id,
         ehr_id=connection.ehr_server_id,
-        ehr_name=connection.ehr.name,
+        ehr_name=connection.source_name,
         status=connection.status,
         last_synced_at=connection.last_synced_at,
         run_status=run.status if run else None,
@@ -147,7 +147,7 @@ def overview(session: Session, account_id: int) -> list[ConnectionStatus]:
     """Every connection of the account, oldest first."""
     connections = session.scalars(
         sa.select(EhrConnection)
-        .where(EhrConnection.account_id == account_id)
+        .where(EhrConnection.account_id == account_id, EhrConnection.kind == "ehr")
         .order_by(EhrConnection.id)
     ).all()
     return [connection_status(session, c) for c in connections]

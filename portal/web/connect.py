@@ -161,9 +161,9 @@ def _sync_in_background(run_id: int) -> None:
 
 
 def _own_connection(connection_id: int) -> EhrConnection:
-    """Load-or-404, then check it is the signed-in person's, else 403."""
+    """Load-or-404 (only clinic connections), then check it is the signed-in person's, else 403."""
     connection = db.session.get(EhrConnection, connection_id)
-    if connection is None:
+    if connection is None or connection.is_self:
         abort(404)
     account = current_account()
     if account is None or connection.account_id != account.id:
@@ -191,12 +191,12 @@ def connections():
 def sync_now(connection_id: int):
     connection = _own_connection(connection_id)
     if connection.status != "active":
-        flash(f"Reconnect {connection.ehr.name} first: it needs you to sign in there again.")
+        flash(f"Reconnect {connection.server.name} first: it needs you to sign in there again.")
         return redirect(url_for("connect.connections"))
     run = enqueue(db.session, connection.id)
     db.session.commit()
     _sync_in_background(run.id)
-    flash(f"Fetching your latest records from {connection.ehr.name}.")
+    flash(f"Fetching your latest records from {connection.server.name}.")
     return redirect(
         request.referrer if _same_site(request.referrer) else url_for("records.summary")
     )
@@ -208,7 +208,7 @@ def disconnect_connection(connection_id: int):
     connection = _own_connection(connection_id)
     disconnect(db.session, connection)
     flash(
-        f"Disconnected from {connection.ehr.name}. The portal can no longer read your record "
+        f"Disconnected from {connection.server.name}. The portal can no longer read your record "
         "there; what was already fetched stays in your record."
     )
     return redirect(url_for("connect.connections"))

@@ -209,7 +209,7 @@ def summary() -> Response:
     top = None
     if not wants_fragment():  # when each clinic's part was updated: live, never prepared
         status = {
-            "sync": sync_status.of_connections(db.session, records.connections, utcnow()),
+            "sync": sync_status.of_connections(db.session, records.clinics, utcnow()),
             "connect_url": _url("connect.connections"),
         }
         top = ("records/_summary_top.html", status)
@@ -340,7 +340,11 @@ def vitals() -> Response:
         "records/vitals.html",
         "content",
         "Vitals",
-        lambda: {"data": vital_signs.vitals(records), "state": records.section("vitals")},
+        lambda: {
+            "data": vital_signs.vitals(records),
+            "state": records.section("vitals"),
+            "can_add": records.view.is_owner,
+        },
     )
 
 

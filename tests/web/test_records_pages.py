@@ -97,7 +97,7 @@ def test_vitals_page_charts(client: FlaskClient, vito: list[dict[str, Any]]) -> 
         assert name in text
     assert "Top number (systolic)" in text and "Bottom number (diastolic)" in text
     assert text.count('role="img"') >= 4
-    assert "Pain severity" in text  # the other measurements
+    assert 'id="vital-pain"' in text  # the clinic's pain scores, charted with the patient's own
     history = client.get("/records/vitals/weight").text
     weights = [r for r in vito if r.get("code", {}).get("coding", [{}])[0].get("code") == "29463-7"]
     assert history.count('<tr class="reading"') == len(weights)

@@ -1,0 +1,1 @@
+"""The patient's own entries (self-reported data), kept as FHIR resources."""

@@ -1,0 +1,290 @@
+"""The patient's own entries: add, look at (with history), edit, delete and undo.
+
+Only the owner of a record writes to it: every view checks that the signed-in person is
+opening their own record and that the entry is one of theirs (`entries.entry_of`).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from flask_wtf import FlaskForm
+from werkzeug.wrappers import Response
+from wtforms import DateTimeLocalField, HiddenField, SelectField, StringField, TextAreaField
+from wtforms.validators import InputRequired, Length, Optional, ValidationError
+
+from portal.db import utcnow
+from portal.extensions import db
+from portal.models import Account
+from portal.phr.entries import service
+from portal.phr.entries.catalog import MEASURE_BY_KEY, MEASURES, Measure
+from portal.phr.words import date_text, number, unit_words
+from portal.web.auth import current_account, login_required, record_or_403
+
+bp = Blueprint("entries", __name__, url_prefix="/entries")
+
+NOTE_LIMIT = 1000
+NUMBER = re.compile(r"^\s*\d{1,7}([.,]\d{1,3})?\s*$")
+MARKUP = re.compile(r"<\s*[A-Za-z/!?]")
+FUTURE_SLACK = timedelta(minutes=10)
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+
+
+def _owner() -> Account:
+    """The signed-in person, writing to their own record (nobody else writes to it)."""
+    record = record_or_403()
+    if not record.is_owner:
+        abort(403)
+    account = current_account()
+    assert account is not None
+    return account
+
+
+def _measure(key: str) -> Measure:
+    measure = MEASURE_BY_KEY.get(key)
+    if measure is None:
+        abort(404)
+    return measure
+
+
+class MeasurementForm(FlaskForm):
+    """A measurement; values are kept as typed so an error never loses them."""
+
+    value = StringField(validators=[InputRequired("Enter a number."), Length(max=20)])
+    second = StringField(validators=[Length(max=20)])
+    unit = SelectField("Unit", validators=[InputRequired("Choose a unit.")])
+    when = DateTimeLocalField(
+        "When", format="%Y-%m-%dT%H:%M", validators=[InputRequired("Enter the date and time.")]
+    )
+    tz = HiddenField(default="0")  # the browser's offset from UTC in minutes (static/entries.js)
+    note = TextAreaField("Note (optional)", validators=[Optional(), Length(max=NOTE_LIMIT)])
+
+    def __init__(self, measure: Measure, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.measure = measure
+        self.unit.choices = [(u.code, u.label) for u in measure.units]
+        first = measure.components[0][2] if measure.components else f"{measure.name}"
+        self.value.label.text = first
+        if measure.components:
+            self.second.label.text = measure.components[1][2]
+
+    def validate_note(self, field: StringField) -> None:
+        if field.data and MARKUP.search(field.data):
+            raise ValidationError("Notes are plain text: remove anything like <script> or <b>.")
+
+    def validate_second(self, field: StringField) -> None:
+        if self.measure.components and not (field.data or "").strip():
+            raise ValidationError("Enter the bottom number.")
+
+    def zone(self) -> timezone:
+        """The patient's time zone as the browser said (JS getTimezoneOffset); else UTC."""
+        try:
+            minutes = int(self.tz.data or 0)
+        except ValueError:
+            minutes = 0
+        return timezone(-timedelta(minutes=minutes if -900 <= minutes <= 900 else 0))
+
+    def checked(self) -> service.MeasurementInput | None:
+        """The entry, or None with errors on the fields (nothing is saved then)."""
+        if not self.validate():
+            return None
+        fields = [self.value, self.second] if self.measure.components else [self.value]
+        values = [self._number(f) for f in fields]
+        when = self._when()
+        if any(v is None for v in values) or when is None:
+            return None
+        numbers = tuple(v for v in values if v is not None)
+        if self.measure.components and numbers[0] <= numbers[1]:
+            self.second.errors = [*self.second.errors, "The bottom number is lower than the top."]
+            return None
+        note = (self.note.data or "").strip() or None
+        return service.MeasurementInput(self.measure, numbers, self.unit.data, when, note)
+
+    def _number(self, field: StringField) -> Decimal | None:
+        text = (field.data or "").strip()
+        measure = self.measure
+        unit = measure.unit(self.unit.data or "")
+        if not NUMBER.match(text):
+            field.errors = [*field.errors, "Enter a number, like 72 or 72.5."]
+            return None
+        try:
+            value = Decimal(text.replace(",", "."))
+        except InvalidOperation:
+            field.errors = [*field.errors, "Enter a number, like 72 or 72.5."]
+            return None
+        if measure.integer and value != value.to_integral_value():
+            field.errors = [*field.errors, "Enter a whole number."]
+            return None
+        assert unit is not None  # SelectField checked the choice
+        base = unit.to_base(float(value))
+        if not measure.low <= base <= measure.high:
+            low = _in_unit(measure.low, unit, measure)
+            high = _in_unit(measure.high, unit, measure)
+            field.errors = [
+                *field.errors,
+                f"That looks like a typing mistake: enter a value between {low} and {high} "
+                f"{unit.label}.",
+            ]
+            return None
+        return value
+
+    def _when(self) -> datetime | None:
+        local = self.when.data
+        assert local is not None
+        when = local.replace(tzinfo=self.zone(), second=0, microsecond=0)  # kept in local time
+        if when > utcnow() + FUTURE_SLACK:
+            self.when.errors = [*self.when.errors, "That time is in the future."]
+            return None
+        if when < EARLIEST:
+            self.when.errors = [*self.when.errors, "Enter a date after 1900."]
+            return None
+        return when
+
+
+def _in_unit(value: float, unit: Any, measure: Measure) -> str:
+    """A range end (in the measure's first unit) in the unit the patient chose."""
+    if unit.code == measure.units[0].code:
+        return number(value)
+    one = unit.to_base(1.0) - unit.to_base(0.0)
+    zero = unit.to_base(0.0)
+    return number(round((value - zero) / one, 1))
+
+
+@bp.get("/new")
+@login_required
+def choose() -> str:
+    _owner()
+    return render_template("entries/choose.html", measures=MEASURES)
+
+
+@bp.route("/new/<key>", methods=["GET", "POST"])
+@login_required
+def add(key: str) -> Response | str:
+    account = _owner()
+    measure = _measure(key)
+    form = MeasurementForm(measure)
+    if form.is_submitted():
+        entry = form.checked()
+        if entry is not None:
+            record = service.add_measurement(db.session, account, entry)
+            flash(f"Saved your {measure.name.lower()} reading.")
+            return redirect(url_for("records.vitals", _anchor=f"vital-{_kind(record.code)}"))
+    elif form.when.data is None:
+        form.when.data = utcnow().replace(second=0, microsecond=0, tzinfo=None)
+    return render_template("entries/measurement.html", form=form, measure=measure, editing=None)
+
+
+@bp.get("/<int:record_id>")
+@login_required
+def show(record_id: int) -> str:
+    account = _owner()
+    record = _entry(account, record_id)
+    revisions = service.history(db.session, account, record_id)
+    return render_template(
+        "entries/show.html",
+        entry=_summary(record.raw),
+        record=record,
+        deleted=record.raw.get("status") == "entered-in-error",
+        revisions=[(r, _summary(r.raw)) for r in revisions],
+    )
+
+
+@bp.route("/<int:record_id>/edit", methods=["GET", "POST"])
+@login_required
+def edit(record_id: int) -> Response | str:
+    account = _owner()
+    record = _entry(account, record_id)
+    measure = next((m for m in MEASURES if m.loinc == record.code), None)
+    if measure is None or record.raw.get("status") == "entered-in-error":
+        abort(404)
+    form = MeasurementForm(measure)
+    if form.is_submitted():
+        entry = form.checked()
+        if entry is not None:
+            service.edit_measurement(db.session, account, record_id, entry)
+            flash(f"Saved the change to your {measure.name.lower()} reading.")
+            return redirect(url_for("entries.show", record_id=record_id))
+    else:
+        _fill(form, record.raw)
+    return render_template("entries/measurement.html", form=form, measure=measure, editing=record)
+
+
+@bp.post("/<int:record_id>/delete")
+@login_required
+def delete(record_id: int) -> Response:
+    account = _owner()
+    _entry(account, record_id)
+    service.delete(db.session, account, record_id)
+    flash("Deleted. You can undo this below.")
+    return redirect(url_for("entries.show", record_id=record_id))
+
+
+@bp.post("/<int:record_id>/restore")
+@login_required
+def restore(record_id: int) -> Response:
+    account = _owner()
+    _entry(account, record_id)
+    service.restore(db.session, account, record_id)
+    flash("Restored: the entry is back in your record.")
+    return redirect(url_for("entries.show", record_id=record_id))
+
+
+def _entry(account: Account, record_id: int) -> Any:
+    try:
+        return service.entry_of(db.session, account, record_id)
+    except service.EntryNotFound:
+        abort(404)
+
+
+def _kind(code: str | None) -> str:
+    from portal.phr.vitals import KIND_BY_CODE
+
+    kind = KIND_BY_CODE.get(code or "")
+    return kind.key if kind else "others"
+
+
+def _fill(form: MeasurementForm, raw: dict[str, Any]) -> None:
+    """An entry's values back into the form, as they were saved."""
+    quantities = [c.get("valueQuantity") or {} for c in raw.get("component") or []] or [
+        raw.get("valueQuantity") or {}
+    ]
+    form.value.data = str(quantities[0].get("value", ""))
+    if len(quantities) > 1:
+        form.second.data = str(quantities[1].get("value", ""))
+    form.unit.data = quantities[0].get("code")
+    when = raw.get("effectiveDateTime")
+    if isinstance(when, str):  # saved in the patient's local time, with its offset
+        parsed = datetime.fromisoformat(when)
+        form.when.data = parsed.replace(tzinfo=None)
+        offset = parsed.utcoffset()
+        form.tz.data = str(-int(offset.total_seconds() // 60)) if offset is not None else "0"
+    notes = raw.get("note") or []
+    form.note.data = notes[0].get("text") if notes else ""
+
+
+def _summary(raw: dict[str, Any]) -> dict[str, str | None]:
+    """An entry in words, for its page and its history."""
+    quantities = [c.get("valueQuantity") or {} for c in raw.get("component") or []]
+    if quantities:
+        value = "/".join(_number_of(q) for q in quantities)
+        unit = unit_words(quantities[0].get("code"))
+    else:
+        q = raw.get("valueQuantity") or {}
+        value, unit = _number_of(q), unit_words(q.get("code"))
+    notes = raw.get("note") or []
+    return {
+        "name": (raw.get("code") or {}).get("text"),
+        "value": f"{value} {unit}".strip(),
+        "when": date_text(raw.get("effectiveDateTime")),
+        "time": (raw.get("effectiveDateTime") or "")[11:16] or None,
+        "note": notes[0].get("text") if notes else None,
+    }
+
+
+def _number_of(quantity: dict[str, Any]) -> str:
+    value = quantity.get("value")
+    return number(float(value)) if isinstance(value, int | float) else "?"

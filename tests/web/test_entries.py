@@ -1,0 +1,234 @@
+"""Entry forms: saving, errors that keep what was typed, history, delete and undo, access."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+
+from portal.extensions import db
+from portal.models import EntryRevision, FhirRecord
+from tests.phr import factories as f
+
+SCRIPT = "<script>alert(1)</script>"
+HUGE = "9" * 5000
+
+
+def sign_in(client: FlaskClient, account_id: int) -> None:
+    with client.session_transaction() as s:
+        s["account_id"] = account_id
+
+
+@pytest.fixture
+def me(app: Flask, client: FlaskClient) -> int:
+    with app.app_context():
+        account = f.make_account(db.session, "Ana Lima")
+        db.session.commit()
+        account_id = account.id
+    sign_in(client, account_id)
+    return account_id
+
+
+def stored(app: Flask) -> int:
+    with app.app_context():
+        return int(db.session.scalar(sa.select(sa.func.count()).select_from(FhirRecord)) or 0)
+
+
+def bp(**changes: str) -> dict[str, str]:
+    form = {"value": "128", "second": "84", "unit": "mm[Hg]", "when": "2026-03-04T08:30"}
+    form.update(changes)
+    return {k: v for k, v in form.items() if v != "<missing>"}
+
+
+def test_add_a_blood_pressure_and_see_it_with_the_vitals(
+    app: Flask, client: FlaskClient, me: int
+) -> None:
+    form = client.get("/entries/new/blood-pressure")
+    assert form.status_code == 200 and "Top number (systolic)" in form.text
+    answer = client.post("/entries/new/blood-pressure", data=bp(tz="-120"))
+    assert answer.status_code == 302
+    later = bp(value="131", second="79", when="2026-03-05T08:30")
+    assert client.post("/entries/new/blood-pressure", data=later).status_code == 302
+    assert answer.headers["Location"].endswith("/records/vitals#vital-blood-pressure")
+    page = client.get("/records/vitals").text
+    assert "Saved your blood pressure reading." in page
+    assert "128/84 mmHg" in page and 'class="source source-you"' in page
+    assert 'class="point mine"' in page and "Your own readings" in page
+    with app.app_context():
+        raw = db.session.scalars(
+            sa.select(FhirRecord.raw)
+            .where(FhirRecord.resource_type == "Observation")
+            .order_by(FhirRecord.id)
+        ).first()
+        assert raw is not None and raw["effectiveDateTime"] == "2026-03-04T08:30:00+02:00"
+
+
+def test_choose_what_to_add(client: FlaskClient, me: int) -> None:
+    page = client.get("/entries/new").text
+    for name in ("Blood pressure", "Weight", "Blood glucose", "Oxygen level", "Steps"):
+        assert name in page
+    assert client.get("/entries/new/cholesterol").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("value", "<missing>", "Enter a number."),
+        ("value", "", "Enter a number."),
+        ("value", "abc", "Enter a number, like 72 or 72.5."),
+        ("value", "1e3", "Enter a number, like 72 or 72.5."),
+        ("value", "-120", "Enter a number, like 72 or 72.5."),
+        ("value", "350", "between 40 and 300 mmHg"),
+        ("value", "30", "between 40 and 300 mmHg"),
+        ("value", "120.5", "Enter a whole number."),
+        ("value", HUGE, "Field cannot be longer than 20 characters."),
+        ("value", SCRIPT, "Field cannot be longer than 20 characters."),
+        ("value", "<b>1</b>", "Enter a number, like 72 or 72.5."),
+        ("second", "<missing>", "Enter the bottom number."),
+        ("second", "x", "Enter a number, like 72 or 72.5."),
+        ("second", "20", "between 40 and 300 mmHg"),
+        ("second", "130", "The bottom number is lower than the top."),
+        ("second", HUGE, "Field cannot be longer than 20 characters."),
+        ("second", SCRIPT, "Field cannot be longer than 20 characters."),
+        ("unit", "<missing>", "Choose a unit."),
+        ("unit", "kg", "Not a valid choice"),
+        ("unit", HUGE, "Not a valid choice"),
+        ("unit", SCRIPT, "Not a valid choice"),
+        ("when", "<missing>", "Enter the date and time."),
+        ("when", "yesterday", "Not a valid datetime value."),
+        ("when", "2999-01-01T10:00", "That time is in the future."),
+        ("when", "1850-01-01T10:00", "Enter a date after 1900."),
+        ("when", HUGE, "Not a valid datetime value."),
+        ("when", SCRIPT, "Not a valid datetime value."),
+        ("note", HUGE, "Field cannot be longer than 1000 characters."),
+        ("note", SCRIPT, "Notes are plain text"),
+    ],
+)
+def test_bad_input_is_explained_and_nothing_is_saved(
+    app: Flask, client: FlaskClient, me: int, field: str, value: str, message: str
+) -> None:
+    before = stored(app)
+    answer = client.post("/entries/new/blood-pressure", data=bp(**{field: value}))
+    assert answer.status_code == 200  # the form again, with the error
+    assert message in answer.text
+    assert f'id="{field}-error"' in answer.text and 'aria-invalid="true"' in answer.text
+    assert stored(app) == before
+    assert "<script>alert(1)</script>" not in answer.text  # echoed escaped, never run
+    if value not in ("<missing>", HUGE) and field not in ("unit",):
+        assert str(escape_for_html(value)) in answer.text  # what was typed is kept
+
+
+def escape_for_html(value: str) -> Any:
+    from markupsafe import escape
+
+    return escape(value)
+
+
+@pytest.mark.parametrize(
+    ("key", "form", "message"),
+    [
+        ("weight", {"value": "700", "unit": "kg"}, "between 0.5 and 500 kg"),
+        ("weight", {"value": "1200", "unit": "[lb_av]"}, "between 1.1 and 1,102 lb"),
+        ("temperature", {"value": "120", "unit": "[degF]"}, "between 86 and 113 °F"),
+        ("glucose", {"value": "80", "unit": "mmol/L"}, "between 0.6 and 55.5 mmol/L"),
+        ("oxygen", {"value": "101", "unit": "%"}, "between 50 and 100 %"),
+        ("pain", {"value": "11", "unit": "{score}"}, "between 0 and 10 out of 10"),
+        ("steps", {"value": "1500.5", "unit": "/d"}, "Enter a whole number."),
+    ],
+)
+def test_plausible_ranges_in_the_unit_chosen(
+    app: Flask, client: FlaskClient, me: int, key: str, form: dict[str, str], message: str
+) -> None:
+    answer = client.post(f"/entries/new/{key}", data={**form, "when": "2026-03-04T08:30"})
+    assert answer.status_code == 200 and message in answer.text
+    assert stored(app) == 0
+
+
+def test_a_weight_in_pounds_is_kept_as_typed(app: Flask, client: FlaskClient, me: int) -> None:
+    form = {"value": "154,5", "unit": "[lb_av]", "when": "2026-03-04T08:30", "note": "after run"}
+    assert client.post("/entries/new/weight", data=form).status_code == 302
+    with app.app_context():
+        raw = db.session.scalars(
+            sa.select(FhirRecord.raw).where(FhirRecord.resource_type == "Observation")
+        ).one()
+    assert raw["valueQuantity"]["value"] == 154.5 and raw["valueQuantity"]["code"] == "[lb_av]"
+    assert raw["note"] == [{"text": "after run"}]
+    assert "70.1 kg" in client.get("/records/vitals").text  # charted with the clinics' kg
+
+
+def add_weight(client: FlaskClient, value: str = "70") -> int:
+    answer = client.post(
+        "/entries/new/weight", data={"value": value, "unit": "kg", "when": "2026-03-04T08:30"}
+    )
+    assert answer.status_code == 302
+    page = client.get("/records/vitals").text
+    return int(page.split('<a href="/entries/')[1].split('"')[0])
+
+
+def test_edit_shows_history_and_delete_can_be_undone(
+    app: Flask, client: FlaskClient, me: int
+) -> None:
+    entry_id = add_weight(client)
+    form = client.get(f"/entries/{entry_id}/edit").text
+    assert 'value="70"' in form and 'value="2026-03-04T08:30"' in form
+    changed = client.post(
+        f"/entries/{entry_id}/edit",
+        data={"value": "71.5", "unit": "kg", "when": "2026-03-04T09:00"},
+    )
+    assert changed.status_code == 302
+    page = client.get(f"/entries/{entry_id}").text
+    assert "71.5 kg" in page and "Changed" in page and "Added" in page and "70 kg" in page
+    client.post(f"/entries/{entry_id}/delete")
+    deleted = client.get(f"/entries/{entry_id}").text
+    assert "You deleted this entry" in deleted and "Undo delete" in deleted
+    assert "71.5 kg" not in client.get("/records/vitals").text
+    client.post(f"/entries/{entry_id}/restore")
+    assert "71.5 kg" in client.get("/records/vitals").text
+    with app.app_context():
+        actions = db.session.scalars(
+            sa.select(EntryRevision.action).order_by(EntryRevision.version)
+        ).all()
+    assert actions == ["created", "edited", "deleted", "restored"]
+
+
+def test_a_failed_edit_changes_nothing(app: Flask, client: FlaskClient, me: int) -> None:
+    entry_id = add_weight(client)
+    answer = client.post(
+        f"/entries/{entry_id}/edit",
+        data={"value": "9000", "unit": "kg", "when": "2026-03-04T09:00"},
+    )
+    assert answer.status_code == 200 and "between 0.5 and 500 kg" in answer.text
+    assert 'value="9000"' in answer.text
+    assert "Changed" not in client.get(f"/entries/{entry_id}").text
+
+
+def test_entries_are_their_owners_alone(app: Flask, client: FlaskClient, me: int) -> None:
+    entry_id = add_weight(client)
+    stranger = app.test_client()
+    with app.app_context():
+        other = f.make_account(db.session, "Other")
+        db.session.commit()
+        other_id = other.id
+    sign_in(stranger, other_id)
+    for path in (f"/entries/{entry_id}", f"/entries/{entry_id}/edit"):
+        assert stranger.get(path).status_code == 404
+    for action in ("edit", "delete", "restore"):
+        assert stranger.post(f"/entries/{entry_id}/{action}").status_code == 404
+    assert "70 kg" in client.get("/records/vitals").text
+    anonymous = app.test_client()
+    assert anonymous.get("/entries/new").status_code == 302  # to sign in
+    assert anonymous.post("/entries/new/weight", data={"value": "70"}).status_code == 302
+
+
+def test_forms_need_the_csrf_token(app: Flask, me: int) -> None:
+    app.config["WTF_CSRF_ENABLED"] = True
+    client = app.test_client()
+    sign_in(client, me)
+    answer = client.post(
+        "/entries/new/weight", data={"value": "70", "unit": "kg", "when": "2026-03-04T08:30"}
+    )
+    assert answer.status_code == 400
+    assert stored(app) == 0
