@@ -15,6 +15,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response
 from wtforms import DateTimeLocalField, HiddenField, SelectField, StringField, TextAreaField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, Optional, ValidationError
 
 from portal.db import utcnow
@@ -22,8 +23,9 @@ from portal.extensions import db
 from portal.models import Account
 from portal.phr.entries import service
 from portal.phr.entries.catalog import MEASURE_BY_KEY, MEASURES, Measure
-from portal.phr.words import date_text, number, unit_words
+from portal.phr.words import concept_text, date_text, number, unit_words
 from portal.web.auth import current_account, login_required, record_or_403
+from portal.web.entry_forms import KIND_BY_KEY, KINDS, EntryKind, SymptomForm, kind_of
 
 bp = Blueprint("entries", __name__, url_prefix="/entries")
 
@@ -66,7 +68,7 @@ class MeasurementForm(FlaskForm):
     def __init__(self, measure: Measure, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.measure = measure
-        self.unit.choices = [(u.code, u.label) for u in measure.units]
+        self.unit.choices = [SelectChoice(u.code, u.label) for u in measure.units]
         first = measure.components[0][2] if measure.components else f"{measure.name}"
         self.value.label.text = first
         if measure.components:
@@ -158,13 +160,15 @@ def _in_unit(value: float, unit: Any, measure: Measure) -> str:
 @login_required
 def choose() -> str:
     _owner()
-    return render_template("entries/choose.html", measures=MEASURES)
+    return render_template("entries/choose.html", measures=MEASURES, kinds=KINDS)
 
 
 @bp.route("/new/<key>", methods=["GET", "POST"])
 @login_required
 def add(key: str) -> Response | str:
     account = _owner()
+    if key in KIND_BY_KEY:
+        return _add_coded(account, KIND_BY_KEY[key])
     measure = _measure(key)
     form = MeasurementForm(measure)
     if form.is_submitted():
@@ -178,6 +182,17 @@ def add(key: str) -> Response | str:
     return render_template("entries/measurement.html", form=form, measure=measure, editing=None)
 
 
+def _add_coded(account: Account, kind: EntryKind) -> Response | str:
+    form = kind.form()
+    if form.validate_on_submit():
+        service.add(db.session, account, form.builder())
+        flash(f"Saved {kind.title} to your record.")
+        return redirect(url_for(kind.listed_at))
+    if not form.is_submitted() and isinstance(form, SymptomForm) and form.when.data is None:
+        form.when.data = utcnow().replace(second=0, microsecond=0, tzinfo=None)
+    return render_template("entries/coded.html", form=form, kind=kind, editing=None)
+
+
 @bp.get("/<int:record_id>")
 @login_required
 def show(record_id: int) -> str:
@@ -188,7 +203,8 @@ def show(record_id: int) -> str:
         "entries/show.html",
         entry=_summary(record.raw),
         record=record,
-        deleted=record.raw.get("status") == "entered-in-error",
+        deleted=service.is_deleted(record),
+        back=_back(record.raw),
         revisions=[(r, _summary(r.raw)) for r in revisions],
     )
 
@@ -198,8 +214,13 @@ def show(record_id: int) -> str:
 def edit(record_id: int) -> Response | str:
     account = _owner()
     record = _entry(account, record_id)
+    if service.is_deleted(record):
+        abort(404)
+    kind = kind_of(record.raw)
+    if kind is not None:
+        return _edit_coded(account, record, kind)
     measure = next((m for m in MEASURES if m.loinc == record.code), None)
-    if measure is None or record.raw.get("status") == "entered-in-error":
+    if measure is None:
         abort(404)
     form = MeasurementForm(measure)
     if form.is_submitted():
@@ -211,6 +232,17 @@ def edit(record_id: int) -> Response | str:
     else:
         _fill(form, record.raw)
     return render_template("entries/measurement.html", form=form, measure=measure, editing=record)
+
+
+def _edit_coded(account: Account, record: Any, kind: EntryKind) -> Response | str:
+    form = kind.form()
+    if form.validate_on_submit():
+        service.edit(db.session, account, record.id, form.builder())
+        flash(f"Saved the change to {kind.title}.")
+        return redirect(url_for("entries.show", record_id=record.id))
+    if not form.is_submitted():
+        form.fill(record.raw)
+    return render_template("entries/coded.html", form=form, kind=kind, editing=record)
 
 
 @bp.post("/<int:record_id>/delete")
@@ -266,23 +298,70 @@ def _fill(form: MeasurementForm, raw: dict[str, Any]) -> None:
     form.note.data = notes[0].get("text") if notes else ""
 
 
+def _back(raw: dict[str, Any]) -> tuple[str, str]:
+    """Where this entry is listed: (url, words)."""
+    kind = kind_of(raw)
+    if kind is None:
+        return url_for("records.vitals"), "Back to vital signs"
+    return url_for(kind.listed_at), "Back to your record"
+
+
 def _summary(raw: dict[str, Any]) -> dict[str, str | None]:
     """An entry in words, for its page and its history."""
-    quantities = [c.get("valueQuantity") or {} for c in raw.get("component") or []]
-    if quantities:
-        value = "/".join(_number_of(q) for q in quantities)
-        unit = unit_words(quantities[0].get("code"))
-    else:
-        q = raw.get("valueQuantity") or {}
-        value, unit = _number_of(q), unit_words(q.get("code"))
+    kind = kind_of(raw)
     notes = raw.get("note") or []
+    note = notes[0].get("text") if notes else None
+    if kind is None:  # a measurement
+        quantities = [c.get("valueQuantity") or {} for c in raw.get("component") or []]
+        if quantities:
+            value = "/".join(_number_of(q) for q in quantities)
+            unit = unit_words(quantities[0].get("code"))
+        else:
+            q = raw.get("valueQuantity") or {}
+            value, unit = _number_of(q), unit_words(q.get("code"))
+        when = raw.get("effectiveDateTime")
+        return {
+            "name": (raw.get("code") or {}).get("text"),
+            "value": f"{value} {unit}".strip(),
+            "when": date_text(when),
+            "time": when[11:16] if isinstance(when, str) and len(when) > 15 else None,
+            "note": note,
+        }
+    name = concept_text(
+        raw.get("code") or raw.get("medicationCodeableConcept") or raw.get("vaccineCode")
+    )
+    when = (
+        raw.get("onsetDateTime")
+        or raw.get("occurrenceDateTime")
+        or raw.get("authoredOn")
+        or raw.get("date")
+    )
+    value = {
+        "medication": _medication_words(raw),
+        "allergy": _status_words(raw),
+        "condition": _status_words(raw),
+        "symptom": concept_text(raw.get("severity")) or "",
+        "immunization": "Given",
+        "note": raw.get("description") or "Note",
+    }[kind.key]
     return {
-        "name": (raw.get("code") or {}).get("text"),
-        "value": f"{value} {unit}".strip(),
-        "when": date_text(raw.get("effectiveDateTime")),
-        "time": (raw.get("effectiveDateTime") or "")[11:16] or None,
-        "note": notes[0].get("text") if notes else None,
+        "name": name or kind.heading,
+        "value": value,
+        "when": date_text(when),
+        "time": when[11:16] if isinstance(when, str) and len(when) > 15 else None,
+        "note": note,
     }
+
+
+def _medication_words(raw: dict[str, Any]) -> str:
+    taking = "You take it" if raw.get("status") == "active" else "You stopped taking it"
+    dosage = ((raw.get("dosageInstruction") or [{}])[0]).get("text")
+    return f"{taking}: {dosage}" if dosage else taking
+
+
+def _status_words(raw: dict[str, Any]) -> str:
+    codes = [c.get("code") for c in (raw.get("clinicalStatus") or {}).get("coding", [])]
+    return "Current" if "active" in codes else "Over"
 
 
 def _number_of(quantity: dict[str, Any]) -> str:

@@ -118,6 +118,7 @@ def _page(
     if snapshot is None:
         context = build()
         context["connect_url"] = url_for("connect.connections")
+        context["can_add"] = records.view.is_owner  # only the owner adds to a record
         banner = None
         if not fragment:
             facts = rec.banner(records, records.view.owner.display_name, today)
@@ -343,7 +344,6 @@ def vitals() -> Response:
         lambda: {
             "data": vital_signs.vitals(records),
             "state": records.section("vitals"),
-            "can_add": records.view.is_owner,
         },
     )
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -17,7 +18,16 @@ from portal.models import EhrConnection, FhirRecord
 from portal.phr import vitals
 from portal.phr.access import open_record
 from portal.phr.entries import service, shapes
-from portal.phr.entries.catalog import MEASURE_BY_KEY, MEASURES
+from portal.phr.entries.catalog import (
+    ALLERGENS,
+    CONDITIONS,
+    MEASURE_BY_KEY,
+    MEASURES,
+    MEDICATIONS,
+    SYMPTOMS,
+    VACCINES,
+    find_concept,
+)
 from portal.phr.records import Records
 from portal.smart.errors import NotConnected
 from portal.sync.engine import enqueue
@@ -198,3 +208,139 @@ def test_saving_bumps_the_record_version(session: Session) -> None:
     session.refresh(source)
     assert source.data_version == before + 1
     assert datetime.now(UTC) > WHEN
+
+
+# ---- coded entries -------------------------------------------------------------------------
+
+NOW = datetime(2026, 3, 4, 9, tzinfo=UTC)
+
+
+def build(kind: str, patient: dict[str, str]) -> dict[str, Any]:
+    metformin = find_concept(MEDICATIONS, "metformin 500 mg extended-release tablet")
+    peanuts = find_concept(ALLERGENS, "Peanuts")
+    gout = find_concept(CONDITIONS, "gout")
+    flu = find_concept(VACCINES, "Flu shot")
+    headache = find_concept(SYMPTOMS, "headache")
+    assert metformin and peanuts and gout and flu and headache
+    ids = {"resource_id": "abc", "identifier": "urn:uuid:1", "patient": patient, "recorded": NOW}
+    if kind == "medication":
+        return shapes.medication(
+            shapes.concept(metformin, metformin.name),
+            taking=True,
+            dose="500 mg",
+            frequency="twice a day",
+            started=date(2024, 1, 2),
+            note="with food",
+            **ids,
+        )
+    if kind == "allergy":
+        return shapes.allergy(
+            shapes.concept(peanuts, peanuts.name),
+            kind="allergy",
+            category="food",
+            active=True,
+            reaction="Hives",
+            severity="moderate",
+            onset=date(2000, 5, 1),
+            note=None,
+            **ids,
+        )
+    if kind == "condition":
+        return shapes.condition(
+            shapes.concept(gout, gout.name),
+            category="problem-list-item",
+            active=False,
+            onset=date(2010, 1, 1),
+            ended=date(2012, 1, 1),
+            severity=None,
+            note=None,
+            **ids,
+        )
+    if kind == "symptom":
+        return shapes.condition(
+            shapes.concept(headache, headache.name),
+            category="health-concern",
+            active=True,
+            onset=NOW,
+            ended=None,
+            severity="severe",
+            note=None,
+            **ids,
+        )
+    if kind == "immunization":
+        return shapes.immunization(
+            shapes.concept(flu, flu.name),
+            given=date(2025, 10, 1),
+            place="Pharmacy",
+            note=None,
+            **ids,
+        )
+    return shapes.journal_note("Knee", "Knee hurt.", **ids)
+
+
+PATIENT = {"reference": "Patient/me", "display": "Ana"}
+
+
+@pytest.mark.parametrize(
+    "kind", ["medication", "allergy", "condition", "symptom", "immunization", "note"]
+)
+def test_coded_entries_are_valid_us_core_shapes(kind: str) -> None:
+    resource = shapes.check(build(kind, PATIENT))
+    assert resource["identifier"][0]["system"] == "urn:ietf:rfc:3986"
+    assert resource["meta"]["tag"][0]["code"] == "PATAST"
+    if kind == "medication":
+        assert resource["intent"] == "plan" and resource["status"] == "active"
+        assert resource["reportedReference"] == PATIENT and resource["subject"] == PATIENT
+        coding = resource["medicationCodeableConcept"]["coding"][0]
+        assert coding["system"] == "http://www.nlm.nih.gov/research/umls/rxnorm"
+        assert coding["code"] == "860975"
+        assert resource["dosageInstruction"][0]["text"] == "500 mg twice a day"
+    elif kind == "allergy":
+        assert resource["recorder"] == PATIENT and resource["asserter"] == PATIENT
+        assert resource["patient"] == PATIENT
+        assert resource["code"]["coding"][0]["code"] == "91935009"
+        assert resource["verificationStatus"]["coding"][0]["code"] == "unconfirmed"
+        assert resource["clinicalStatus"]["coding"][0]["code"] == "active"
+        assert resource["reaction"][0]["severity"] == "moderate"
+    elif kind in ("condition", "symptom"):
+        assert resource["recorder"] == PATIENT and resource["asserter"] == PATIENT
+        category = resource["category"][0]["coding"][0]["code"]
+        assert category == ("problem-list-item" if kind == "condition" else "health-concern")
+        if kind == "condition":
+            assert resource["clinicalStatus"]["coding"][0]["code"] == "resolved"
+            assert resource["abatementDateTime"] == "2012-01-01"
+        else:
+            assert resource["severity"]["coding"][0]["code"] == "24484000"
+    elif kind == "immunization":
+        assert resource["primarySource"] is False and resource["patient"] == PATIENT
+        assert resource["vaccineCode"]["coding"][0] == {
+            "system": "http://hl7.org/fhir/sid/cvx",
+            "code": "140",
+            "display": "Influenza, seasonal, injectable, preservative free",
+        }
+        assert resource["occurrenceDateTime"] == "2025-10-01"
+    else:
+        assert resource["author"] == [PATIENT]
+        assert resource["type"]["coding"][0]["code"] == "51855-5"
+
+
+def test_free_text_names_have_no_code() -> None:
+    assert shapes.concept(find_concept(MEDICATIONS, "Grandma's tea"), "Grandma's tea") == {
+        "text": "Grandma's tea"
+    }
+
+
+@pytest.mark.parametrize("kind", ["medication", "allergy", "condition", "immunization", "note"])
+def test_coded_entries_delete_and_undo(session: Session, kind: str) -> None:
+    account = f.make_account(session)
+    record = service.add(session, account, lambda p, rid, ident: build(kind, p) | {"id": rid})
+    service.delete(session, account, record.id)
+    assert record.status == "entered-in-error"
+    shapes.check(record.raw)  # still valid FHIR (e.g. no clinicalStatus when entered-in-error)
+    service.restore(session, account, record.id)
+    assert record.status != "entered-in-error"
+    assert [r.action for r in service.history(session, account, record.id)] == [
+        "restored",
+        "deleted",
+        "created",
+    ]

@@ -232,3 +232,126 @@ def test_forms_need_the_csrf_token(app: Flask, me: int) -> None:
     )
     assert answer.status_code == 400
     assert stored(app) == 0
+
+
+# ---- coded entries ---------------------------------------------------------------------------
+
+GOOD = {
+    "medication": {
+        "name": "Metformin 500 mg extended-release tablet",
+        "dose": "500 mg",
+        "frequency": "twice a day",
+        "taking": "yes",
+        "started": "2024-01-02",
+        "note": "with food",
+    },
+    "allergy": {
+        "name": "Peanuts",
+        "kind": "allergy",
+        "category": "food",
+        "reaction": "Hives",
+        "severity": "moderate",
+        "status": "active",
+        "since": "2000-05-01",
+    },
+    "condition": {
+        "name": "Gout",
+        "status": "resolved",
+        "since": "2010-01-01",
+        "ended": "2012-01-01",
+    },
+    "symptom": {"name": "Headache", "when": "2026-03-04T08:30", "tz": "0", "severity": "severe"},
+    "immunization": {"name": "Flu shot", "given": "2025-10-01", "place": "Corner pharmacy"},
+    "note": {"title": "Knee", "text": "Knee hurt after the walk."},
+}
+SHOWN_ON = {
+    "medication": "/records/medications",
+    "allergy": "/records/allergies",
+    "condition": "/records/problems?show=all",
+    "symptom": "/records/problems",
+    "immunization": "/records/immunizations",
+    "note": "/records/documents",
+}
+
+
+@pytest.mark.parametrize("kind", list(GOOD))
+def test_each_kind_is_saved_and_shown_as_yours(
+    app: Flask, client: FlaskClient, me: int, kind: str
+) -> None:
+    assert client.get(f"/entries/new/{kind}").status_code == 200
+    answer = client.post(f"/entries/new/{kind}", data=GOOD[kind])
+    assert answer.status_code == 302
+    page = client.get(SHOWN_ON[kind]).text
+    assert 'class="source source-you"' in page and 'class="mine-link"' in page
+    entry_id = int(page.split('class="mine-link" href="/entries/')[1].split('"')[0])
+    form = client.get(f"/entries/{entry_id}/edit").text
+    for value in GOOD[kind].values():
+        if value not in ("yes", "0", "allergy", "active", "resolved", "food", "moderate"):
+            assert escape_for_html(value.split("T")[0]) in form  # the entry, back in its form
+
+
+# Per kind and field: (value, the message it gets). "<missing>" leaves the field out.
+BAD = [
+    ("medication", "name", "<missing>", "Enter a name, or pick one from the list."),
+    ("medication", "name", HUGE, "Field cannot be longer than 200 characters."),
+    ("medication", "name", SCRIPT, "Plain text only"),
+    ("medication", "dose", HUGE, "Field cannot be longer than 100 characters."),
+    ("medication", "dose", SCRIPT, "Plain text only"),
+    ("medication", "frequency", "hourly", "Not a valid choice"),
+    ("medication", "frequency", SCRIPT, "Not a valid choice"),
+    ("medication", "taking", "<missing>", "Say whether you take it now."),
+    ("medication", "taking", "maybe", "Not a valid choice"),
+    ("medication", "started", "2999-01-01", "That date is in the future."),
+    ("medication", "started", "1850-01-01", "Enter a date after 1900."),
+    ("medication", "started", "soon", "Not a valid date value."),
+    ("medication", "started", SCRIPT, "Not a valid date value."),
+    ("medication", "note", HUGE, "Field cannot be longer than 1000 characters."),
+    ("medication", "note", SCRIPT, "Plain text only"),
+    ("allergy", "name", "", "Enter a name, or pick one from the list."),
+    ("allergy", "name", SCRIPT, "Plain text only"),
+    ("allergy", "kind", "sneeze", "Not a valid choice"),
+    ("allergy", "category", "plants", "Not a valid choice"),
+    ("allergy", "reaction", HUGE, "Field cannot be longer than 200 characters."),
+    ("allergy", "reaction", SCRIPT, "Plain text only"),
+    ("allergy", "severity", "deadly", "Not a valid choice"),
+    ("allergy", "status", "<missing>", "This field is required."),
+    ("allergy", "since", "31/12/2000", "Not a valid date value."),
+    ("condition", "name", HUGE, "Field cannot be longer than 200 characters."),
+    ("condition", "status", "gone", "Not a valid choice"),
+    ("condition", "ended", "2009-01-01", "It cannot end before it started."),
+    ("condition", "since", "2999-01-01", "That date is in the future."),
+    ("condition", "note", SCRIPT, "Plain text only"),
+    ("symptom", "name", SCRIPT, "Plain text only"),
+    ("symptom", "when", "<missing>", "Enter the date and time."),
+    ("symptom", "when", "2999-01-01T10:00", "That time is in the future."),
+    ("symptom", "when", SCRIPT, "Not a valid datetime value."),
+    ("symptom", "severity", "<missing>", "Say how bad it is."),
+    ("symptom", "severity", "extreme", "Not a valid choice"),
+    ("immunization", "name", "<missing>", "Enter a name, or pick one from the list."),
+    ("immunization", "given", "<missing>", "Enter the date you had it."),
+    ("immunization", "given", "2999-01-01", "That date is in the future."),
+    ("immunization", "given", HUGE, "Not a valid date value."),
+    ("immunization", "place", HUGE, "Field cannot be longer than 200 characters."),
+    ("immunization", "place", SCRIPT, "Plain text only"),
+    ("note", "title", "<missing>", "Give your note a title."),
+    ("note", "title", HUGE, "Field cannot be longer than 120 characters."),
+    ("note", "title", SCRIPT, "Plain text only"),
+    ("note", "text", "", "Write something."),
+    ("note", "text", "x" * 6000, "Field cannot be longer than 5000 characters."),
+    ("note", "text", SCRIPT, "Plain text only"),
+]
+
+
+@pytest.mark.parametrize(("kind", "field", "value", "message"), BAD)
+def test_coded_bad_input_is_explained_and_nothing_is_saved(
+    app: Flask, client: FlaskClient, me: int, kind: str, field: str, value: str, message: str
+) -> None:
+    data = {**GOOD[kind], field: value}
+    if value == "<missing>":
+        del data[field]
+    answer = client.post(f"/entries/new/{kind}", data=data)
+    assert answer.status_code == 200
+    assert message in answer.text
+    assert f'id="{field}-error"' in answer.text
+    assert stored(app) == 0
+    assert "<script>alert(1)</script>" not in answer.text

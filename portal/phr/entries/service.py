@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -94,38 +95,58 @@ def patient_reference(source: EhrConnection, account: Account) -> dict[str, str]
     return reference
 
 
-def add_measurement(session: Session, account: Account, entry: MeasurementInput) -> FhirRecord:
-    """Keep a new measurement (and its Provenance and first revision)."""
+# Builds an entry's resource from (patient reference, resource id, business identifier).
+Builder = Callable[[dict[str, str], str, str], dict[str, Any]]
+
+
+def add(session: Session, account: Account, build: Builder) -> FhirRecord:
+    """Keep a new entry (with its Provenance and first revision)."""
     source = own_source(session, account)
-    resource = _measurement(source, account, entry, uuid.uuid4().hex, f"urn:uuid:{uuid.uuid4()}")
+    patient = patient_reference(source, account)
+    resource = build(patient, uuid.uuid4().hex, f"urn:uuid:{uuid.uuid4()}")
     return _save(session, account, source, None, resource, "created")
+
+
+def edit(session: Session, account: Account, record_id: int, build: Builder) -> FhirRecord:
+    """A new version of an entry (same id and identifier); earlier ones stay in its history."""
+    record = entry_of(session, account, record_id)
+    source = own_source(session, account)
+    identifier = _identifier(record.raw) or f"urn:uuid:{uuid.uuid4()}"
+    resource = build(patient_reference(source, account), record.resource_id, identifier)
+    if resource["resourceType"] != record.resource_type:
+        raise EntryNotFound(record_id)
+    return _save(session, account, source, record, resource, "edited")
+
+
+def add_measurement(session: Session, account: Account, entry: MeasurementInput) -> FhirRecord:
+    """Keep a new measurement."""
+    return add(session, account, _measurement(entry))
 
 
 def edit_measurement(
     session: Session, account: Account, record_id: int, entry: MeasurementInput
 ) -> FhirRecord:
-    """A new version of a measurement; the earlier ones stay in its history."""
-    record = entry_of(session, account, record_id)
-    source = own_source(session, account)
-    identifier = _identifier(record.raw) or f"urn:uuid:{uuid.uuid4()}"
-    resource = _measurement(source, account, entry, record.resource_id, identifier)
-    return _save(session, account, source, record, resource, "edited")
+    """A new version of a measurement."""
+    return edit(session, account, record_id, _measurement(entry))
 
 
 def delete(session: Session, account: Account, record_id: int) -> FhirRecord:
-    """Hide an entry everywhere (status entered-in-error); `restore` undoes it."""
+    """Hide an entry everywhere (entered-in-error); `restore` undoes it."""
     record = entry_of(session, account, record_id)
-    resource = copy.deepcopy(record.raw)
-    if resource.get("status") == "entered-in-error":
+    if shapes.is_deleted(record.raw):
         return record
-    resource["status"] = "entered-in-error"
+    resource = shapes.mark_deleted(copy.deepcopy(record.raw))
     return _save(session, account, own_source(session, account), record, resource, "deleted")
+
+
+def is_deleted(record: FhirRecord) -> bool:
+    return shapes.is_deleted(record.raw)
 
 
 def restore(session: Session, account: Account, record_id: int) -> FhirRecord:
     """Undo a delete: the entry as it was just before it."""
     record = entry_of(session, account, record_id)
-    if record.raw.get("status") != "entered-in-error":
+    if not shapes.is_deleted(record.raw):
         return record
     before = next((r for r in history(session, account, record_id) if r.action != "deleted"), None)
     if before is None:
@@ -162,23 +183,20 @@ def history(session: Session, account: Account, record_id: int) -> list[Revision
     return [Revision(r.version, r.action, r.changed_at, r.raw) for r in rows]
 
 
-def _measurement(
-    source: EhrConnection,
-    account: Account,
-    entry: MeasurementInput,
-    resource_id: str,
-    identifier: str,
-) -> dict[str, Any]:
-    return shapes.measurement(
-        entry.measure,
-        entry.values,
-        entry.unit,
-        resource_id=resource_id,
-        identifier=identifier,
-        patient=patient_reference(source, account),
-        when=entry.when,
-        note=entry.note,
-    )
+def _measurement(entry: MeasurementInput) -> Builder:
+    def build(patient: dict[str, str], resource_id: str, identifier: str) -> dict[str, Any]:
+        return shapes.measurement(
+            entry.measure,
+            entry.values,
+            entry.unit,
+            resource_id=resource_id,
+            identifier=identifier,
+            patient=patient,
+            when=entry.when,
+            note=entry.note,
+        )
+
+    return build
 
 
 def _identifier(raw: dict[str, Any]) -> str | None:

@@ -1,0 +1,515 @@
+"""Forms for the patient's coded entries: medicines, conditions, allergies, vaccines, symptoms
+and journal notes. Names come from a searchable list (a datalist) or as free text; every
+field refuses markup and sizes beyond reason; what was typed stays on an error."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Any
+
+from flask_wtf import FlaskForm
+from wtforms import (
+    DateField,
+    DateTimeLocalField,
+    Field,
+    HiddenField,
+    RadioField,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import InputRequired, Length, Optional, ValidationError
+
+from portal.db import utcnow
+from portal.phr.entries import shapes
+from portal.phr.entries.catalog import (
+    ALLERGENS,
+    CONDITIONS,
+    MEDICATIONS,
+    SYMPTOMS,
+    VACCINES,
+    Concept,
+    find_concept,
+)
+from portal.phr.entries.service import Builder
+from portal.phr.words import concept_text
+
+MARKUP = re.compile(r"<\s*[A-Za-z/!?]")
+EARLIEST = date(1900, 1, 1)
+NAME_REQUIRED = "Enter a name, or pick one from the list."
+
+
+def options(pairs: list[tuple[str, str]]) -> list[SelectChoice]:
+    return [SelectChoice(value, label) for value, label in pairs]
+
+
+def no_markup(_form: FlaskForm, field: Field) -> None:
+    if field.data and MARKUP.search(str(field.data)):
+        raise ValidationError("Plain text only: remove anything like <script> or <b>.")
+
+
+def past_date(_form: FlaskForm, field: Field) -> None:
+    if field.data is None:
+        return
+    if field.data > utcnow().date() + timedelta(days=1):
+        raise ValidationError("That date is in the future.")
+    if field.data < EARLIEST:
+        raise ValidationError("Enter a date after 1900.")
+
+
+def name_field(label: str) -> StringField:
+    return StringField(label, validators=[InputRequired(NAME_REQUIRED), Length(max=200), no_markup])
+
+
+def note_field() -> TextAreaField:
+    return TextAreaField("Note (optional)", validators=[Optional(), Length(max=1000), no_markup])
+
+
+def _text(field: Field) -> str | None:
+    value = " ".join(str(field.data or "").split())
+    return value or None
+
+
+class CodedForm(FlaskForm):
+    """A form whose `name` is picked from `concepts` or typed freely."""
+
+    concepts: tuple[Concept, ...] = ()
+    name: StringField
+
+    def what(self) -> dict[str, Any]:
+        text = _text(self.name) or ""
+        found = find_concept(self.concepts, text)
+        return shapes.concept(found, found.name if found else text)
+
+    def builder(self) -> Builder | None:  # pragma: no cover - every kind defines it
+        raise NotImplementedError
+
+    def fill(self, raw: dict[str, Any]) -> None:  # pragma: no cover - every kind defines it
+        raise NotImplementedError
+
+
+def _note_of(raw: dict[str, Any]) -> str:
+    notes = raw.get("note") or []
+    return str(notes[0].get("text", "")) if notes else ""
+
+
+def _date(value: Any) -> date | None:
+    if not isinstance(value, str) or len(value) < 10:
+        return None
+    try:
+        return date.fromisoformat(value[:10])
+    except ValueError:
+        return None
+
+
+FREQUENCIES = [
+    ("", "Choose (optional)"),
+    ("once a day", "Once a day"),
+    ("twice a day", "Twice a day"),
+    ("three times a day", "Three times a day"),
+    ("four times a day", "Four times a day"),
+    ("every morning", "Every morning"),
+    ("at bedtime", "At bedtime"),
+    ("when needed", "When needed"),
+    ("once a week", "Once a week"),
+]
+
+
+class MedicationForm(CodedForm):
+    concepts = MEDICATIONS
+    name = name_field("Medicine")
+    dose = StringField("Dose (optional)", validators=[Optional(), Length(max=100), no_markup])
+    frequency = SelectField("How often", choices=options(FREQUENCIES), validators=[Optional()])
+    taking = RadioField(
+        "Do you take it now?",
+        choices=options([("yes", "Yes, I take it"), ("no", "No, I stopped")]),
+        default="yes",
+        validators=[InputRequired("Say whether you take it now.")],
+    )
+    started = DateField("Started (optional)", validators=[Optional(), past_date])
+    note = note_field()
+
+    def builder(self) -> Builder:
+        what, note = self.what(), _text(self.note)
+        dose, frequency = _text(self.dose), self.frequency.data or None
+        taking, started = self.taking.data == "yes", self.started.data
+
+        def build(patient: dict[str, str], rid: str, ident: str) -> dict[str, Any]:
+            return shapes.medication(
+                what,
+                taking=taking,
+                dose=dose,
+                frequency=frequency,
+                started=started,
+                resource_id=rid,
+                identifier=ident,
+                patient=patient,
+                recorded=utcnow(),
+                note=note,
+            )
+
+        return build
+
+    def fill(self, raw: dict[str, Any]) -> None:
+        self.name.data = concept_text(raw.get("medicationCodeableConcept")) or ""
+        dosage = (raw.get("dosageInstruction") or [{}])[0]
+        frequency = ((dosage.get("timing") or {}).get("code") or {}).get("text")
+        self.frequency.data = frequency or ""
+        text = str(dosage.get("text") or "")
+        self.dose.data = (
+            text[: -len(frequency)].strip() if frequency and text.endswith(frequency) else text
+        )
+        self.taking.data = "yes" if raw.get("status") == "active" else "no"
+        authored = raw.get("authoredOn")
+        self.started.data = (
+            _date(authored) if isinstance(authored, str) and len(authored) == 10 else None
+        )
+        self.note.data = _note_of(raw)
+
+
+STATUS_CHOICES = [("active", "I have it now"), ("resolved", "It is over")]
+
+
+class ConditionForm(CodedForm):
+    concepts = CONDITIONS
+    name = name_field("Condition")
+    status = RadioField(
+        "Now", choices=options(STATUS_CHOICES), default="active", validators=[InputRequired()]
+    )
+    since = DateField("Since (optional)", validators=[Optional(), past_date])
+    ended = DateField("Ended (optional)", validators=[Optional(), past_date])
+    note = note_field()
+
+    def validate_ended(self, field: DateField) -> None:
+        if field.data and self.since.data and field.data < self.since.data:
+            raise ValidationError("It cannot end before it started.")
+
+    def builder(self) -> Builder:
+        what, note = self.what(), _text(self.note)
+        active, since, ended = self.status.data == "active", self.since.data, self.ended.data
+
+        def build(patient: dict[str, str], rid: str, ident: str) -> dict[str, Any]:
+            return shapes.condition(
+                what,
+                category="problem-list-item",
+                active=active,
+                onset=since,
+                ended=ended,
+                severity=None,
+                resource_id=rid,
+                identifier=ident,
+                patient=patient,
+                recorded=utcnow(),
+                note=note,
+            )
+
+        return build
+
+    def fill(self, raw: dict[str, Any]) -> None:
+        self.name.data = concept_text(raw.get("code")) or ""
+        codes = [c.get("code") for c in (raw.get("clinicalStatus") or {}).get("coding", [])]
+        self.status.data = "active" if "active" in codes else "resolved"
+        self.since.data = _date(raw.get("onsetDateTime"))
+        self.ended.data = _date(raw.get("abatementDateTime"))
+        self.note.data = _note_of(raw)
+
+
+SEVERITIES = [
+    ("", "Choose (optional)"),
+    ("mild", "Mild"),
+    ("moderate", "Moderate"),
+    ("severe", "Severe"),
+]
+
+
+class AllergyForm(CodedForm):
+    concepts = ALLERGENS
+    name = name_field("Allergic or intolerant to")
+    kind = RadioField(
+        "Kind",
+        choices=options([("allergy", "Allergy"), ("intolerance", "Intolerance (not an allergy)")]),
+        default="allergy",
+        validators=[InputRequired()],
+    )
+    category = SelectField(
+        "What sort (optional)",
+        choices=options(
+            [
+                ("", "Choose (optional)"),
+                ("food", "Food"),
+                ("medication", "Medicine"),
+                ("environment", "Something around me (pollen, animals, dust)"),
+                ("biologic", "Biologic (vaccine, blood product)"),
+            ]
+        ),
+        validators=[Optional()],
+    )
+    reaction = StringField(
+        "What happens (optional)", validators=[Optional(), Length(max=200), no_markup]
+    )
+    severity = SelectField(
+        "How bad (optional)", choices=options(SEVERITIES), validators=[Optional()]
+    )
+    status = RadioField(
+        "Now", choices=options(STATUS_CHOICES), default="active", validators=[InputRequired()]
+    )
+    since = DateField("Since (optional)", validators=[Optional(), past_date])
+    note = note_field()
+
+    def builder(self) -> Builder:
+        what, note = self.what(), _text(self.note)
+        kind, category = self.kind.data or "allergy", self.category.data or None
+        reaction, severity = _text(self.reaction), self.severity.data or None
+        active, since = self.status.data == "active", self.since.data
+
+        def build(patient: dict[str, str], rid: str, ident: str) -> dict[str, Any]:
+            return shapes.allergy(
+                what,
+                kind=kind,
+                category=category,
+                active=active,
+                reaction=reaction,
+                severity=severity,
+                onset=since,
+                resource_id=rid,
+                identifier=ident,
+                patient=patient,
+                recorded=utcnow(),
+                note=note,
+            )
+
+        return build
+
+    def fill(self, raw: dict[str, Any]) -> None:
+        self.name.data = concept_text(raw.get("code")) or ""
+        self.kind.data = raw.get("type") or "allergy"
+        self.category.data = (raw.get("category") or [""])[0]
+        reactions = raw.get("reaction") or [{}]
+        self.reaction.data = concept_text((reactions[0].get("manifestation") or [None])[0]) or ""
+        self.severity.data = reactions[0].get("severity") or ""
+        codes = [c.get("code") for c in (raw.get("clinicalStatus") or {}).get("coding", [])]
+        self.status.data = "active" if "active" in codes else "resolved"
+        self.since.data = _date(raw.get("onsetDateTime"))
+        self.note.data = _note_of(raw)
+
+
+class ImmunizationForm(CodedForm):
+    concepts = VACCINES
+    name = name_field("Vaccine")
+    given = DateField(
+        "Date given", validators=[InputRequired("Enter the date you had it."), past_date]
+    )
+    place = StringField("Where (optional)", validators=[Optional(), Length(max=200), no_markup])
+    note = note_field()
+
+    def builder(self) -> Builder:
+        what, note, place = self.what(), _text(self.note), _text(self.place)
+        given = self.given.data
+        assert given is not None
+
+        def build(patient: dict[str, str], rid: str, ident: str) -> dict[str, Any]:
+            return shapes.immunization(
+                what,
+                given=given,
+                place=place,
+                resource_id=rid,
+                identifier=ident,
+                patient=patient,
+                recorded=utcnow(),
+                note=note,
+            )
+
+        return build
+
+    def fill(self, raw: dict[str, Any]) -> None:
+        self.name.data = concept_text(raw.get("vaccineCode")) or ""
+        self.given.data = _date(raw.get("occurrenceDateTime"))
+        note = _note_of(raw)
+        if note.startswith("Given at "):
+            place, _, rest = note[len("Given at ") :].partition(" — ")
+            self.place.data, note = place, rest
+        self.note.data = note
+
+
+class SymptomForm(CodedForm):
+    concepts = SYMPTOMS
+    name = name_field("Symptom")
+    when = DateTimeLocalField(
+        "When", format="%Y-%m-%dT%H:%M", validators=[InputRequired("Enter the date and time.")]
+    )
+    tz = HiddenField(default="0")
+    severity = SelectField(
+        "How bad",
+        choices=options(SEVERITIES[1:]),
+        default="mild",
+        validators=[InputRequired("Say how bad it is.")],
+    )
+    note = note_field()
+
+    def validate_when(self, field: DateTimeLocalField) -> None:
+        if field.data is None:
+            return
+        when = self.moment()
+        if when > utcnow() + timedelta(minutes=10):
+            raise ValidationError("That time is in the future.")
+        if when.date() < EARLIEST:
+            raise ValidationError("Enter a date after 1900.")
+
+    def moment(self) -> datetime:
+        try:
+            minutes = int(self.tz.data or 0)
+        except ValueError:
+            minutes = 0
+        zone = timezone(-timedelta(minutes=minutes if -900 <= minutes <= 900 else 0))
+        assert self.when.data is not None
+        return self.when.data.replace(tzinfo=zone, second=0, microsecond=0)
+
+    def builder(self) -> Builder:
+        what, note, when, severity = (
+            self.what(),
+            _text(self.note),
+            self.moment(),
+            self.severity.data,
+        )
+
+        def build(patient: dict[str, str], rid: str, ident: str) -> dict[str, Any]:
+            return shapes.condition(
+                what,
+                category="health-concern",
+                active=True,
+                onset=when,
+                ended=None,
+                severity=severity,
+                resource_id=rid,
+                identifier=ident,
+                patient=patient,
+                recorded=utcnow(),
+                note=note,
+            )
+
+        return build
+
+    def fill(self, raw: dict[str, Any]) -> None:
+        self.name.data = concept_text(raw.get("code")) or ""
+        onset = raw.get("onsetDateTime")
+        if isinstance(onset, str) and "T" in onset:
+            parsed = datetime.fromisoformat(onset)
+            self.when.data = parsed.replace(tzinfo=None)
+            offset = parsed.utcoffset()
+            self.tz.data = str(-int(offset.total_seconds() // 60)) if offset else "0"
+        codes = [c.get("code") for c in (raw.get("severity") or {}).get("coding", [])]
+        self.severity.data = next(
+            (k for k, (code, _d) in shapes.SEVERITY.items() if code in codes), "mild"
+        )
+        self.note.data = _note_of(raw)
+
+
+class NoteForm(FlaskForm):
+    title = StringField(
+        "Title", validators=[InputRequired("Give your note a title."), Length(max=120), no_markup]
+    )
+    text = TextAreaField(
+        "Note", validators=[InputRequired("Write something."), Length(max=5000), no_markup]
+    )
+
+    def builder(self) -> Builder:
+        title, text = _text(self.title) or "Note", str(self.text.data or "").strip()
+
+        def build(patient: dict[str, str], rid: str, ident: str) -> dict[str, Any]:
+            return shapes.journal_note(
+                title, text, resource_id=rid, identifier=ident, patient=patient, recorded=utcnow()
+            )
+
+        return build
+
+    def fill(self, raw: dict[str, Any]) -> None:
+        import base64
+
+        self.title.data = raw.get("description") or ""
+        attachment = ((raw.get("content") or [{}])[0]).get("attachment") or {}
+        try:
+            self.text.data = base64.b64decode(attachment.get("data") or "").decode()
+        except ValueError:
+            self.text.data = ""
+
+
+@dataclass(frozen=True)
+class EntryKind:
+    key: str
+    title: str  # "a medicine"
+    heading: str  # "Medicine you take"
+    form: Callable[..., Any]
+    resource_type: str
+    listed_at: str  # the records page it shows on
+    category: str | None = None  # Condition category that tells symptoms from conditions
+
+
+KINDS: tuple[EntryKind, ...] = (
+    EntryKind(
+        "medication",
+        "a medicine",
+        "Medicine",
+        MedicationForm,
+        "MedicationRequest",
+        "records.medications",
+    ),
+    EntryKind(
+        "allergy",
+        "an allergy",
+        "Allergy or intolerance",
+        AllergyForm,
+        "AllergyIntolerance",
+        "records.allergies",
+    ),
+    EntryKind(
+        "condition",
+        "a condition",
+        "Health condition",
+        ConditionForm,
+        "Condition",
+        "records.problems",
+        "problem-list-item",
+    ),
+    EntryKind(
+        "symptom",
+        "a symptom",
+        "Symptom",
+        SymptomForm,
+        "Condition",
+        "records.problems",
+        "health-concern",
+    ),
+    EntryKind(
+        "immunization",
+        "a vaccine",
+        "Vaccine received elsewhere",
+        ImmunizationForm,
+        "Immunization",
+        "records.immunizations",
+    ),
+    EntryKind("note", "a note", "Journal note", NoteForm, "DocumentReference", "records.documents"),
+)
+KIND_BY_KEY = {k.key: k for k in KINDS}
+
+
+def kind_of(raw: dict[str, Any]) -> EntryKind | None:
+    """Which kind of entry a stored resource is (None: a measurement)."""
+    rtype = raw.get("resourceType")
+    for kind in KINDS:
+        if kind.resource_type != rtype:
+            continue
+        if kind.category is None:
+            return kind
+        codes = [
+            c.get("code") for cat in raw.get("category") or [] for c in cat.get("coding") or []
+        ]
+        if kind.category in codes:
+            return kind
+    return None
+
+
+__all__ = ["KINDS", "KIND_BY_KEY", "UTC", "EntryKind", "kind_of"]
