@@ -5,13 +5,20 @@
   fetched (a loop) is refused.
 - 401: one refresh and one retry. 429/503: honour Retry-After (seconds or HTTP date), else
   exponential backoff; each wait capped, attempts bounded. Network errors: retried likewise.
+- Documents (`binary`): the same rules, the attachment's own media type asked for, the body
+  streamed and capped in size; a FHIR JSON Binary answer is decoded.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import logging
 import random
+import re
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
@@ -27,6 +34,9 @@ log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 503})
 FHIR_JSON = "application/fhir+json"
+JSON_TYPES = frozenset({FHIR_JSON, "application/json"})
+MAX_BINARY_BYTES = 25 * 1024 * 1024  # a document larger than this is not fetched
+_MEDIA_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$")
 
 
 class Tokens(Protocol):
@@ -125,6 +135,47 @@ class FhirClient:
 
     def get(self, url: str) -> dict[str, Any]:
         """GET a FHIR JSON resource with the bearer token, retrying what may pass."""
+        response = self._send(url, FHIR_JSON)
+        try:
+            body = response.json()
+        except ValueError:
+            raise FhirRequestError("the EHR answered something that is not JSON") from None
+        if not isinstance(body, dict):
+            raise FhirRequestError("the EHR answered something that is not a FHIR resource")
+        return body
+
+    def binary(
+        self, url: str, content_type: str | None = None, *, max_bytes: int = MAX_BINARY_BYTES
+    ) -> BinaryContent:
+        """GET a document's bytes (a Binary, or an attachment URL on the FHIR base).
+
+        Asks for `content_type` (else anything); a FHIR JSON Binary answer is decoded, any
+        other answer is the document itself. More than `max_bytes` raises TooLarge.
+        """
+        wanted = _media_type(content_type)
+        accept = wanted if _MEDIA_TYPE.match(wanted) else "*/*"  # the EHR's words, checked
+        response = self._send(url, accept, stream=True)
+        try:
+            media = _media_type(response.headers.get("Content-Type"))
+            wrapped = media in JSON_TYPES
+            # base64 in JSON is a third larger than the document it carries
+            limit = max_bytes * 4 // 3 + 64 * 1024 if wrapped else max_bytes
+            body = _read_capped(response, limit)
+        finally:
+            response.close()
+        if wrapped:
+            found = _binary_resource(body)
+            if found is not None:
+                if len(found.data) > max_bytes:
+                    raise TooLarge(f"the document is larger than {max_bytes} bytes")
+                return found
+        return BinaryContent(body, media or None)
+
+    def _send(self, url: str, accept: str, *, stream: bool = False) -> httpx.Response:
+        """A 200 response to a GET with the bearer token, retrying what may pass.
+
+        With `stream`, the body is not read yet: the caller reads it and closes the response.
+        """
         if not within_base(url, self.base):
             raise UnsafeLink("refusing to send the token outside the EHR's FHIR base")
         token = self.tokens.get()
@@ -134,9 +185,10 @@ class FhirClient:
             attempt += 1
             try:
                 self.requests += 1
-                response = self.http.get(
-                    url, headers={"Authorization": f"Bearer {token}", "Accept": FHIR_JSON}
+                request = self.http.build_request(
+                    "GET", url, headers={"Authorization": f"Bearer {token}", "Accept": accept}
                 )
+                response = self.http.send(request, stream=stream)
             except httpx.TransportError as exc:
                 if attempt >= self.settings.max_attempts:
                     raise EhrUnavailable(
@@ -144,6 +196,9 @@ class FhirClient:
                     ) from None
                 self._wait(attempt, None)
                 continue
+            if response.status_code == 200:
+                return response
+            response.close()
             if response.status_code == 401 and not refreshed:
                 refreshed = True
                 token = self.tokens.refused(token)
@@ -160,17 +215,7 @@ class FhirClient:
                     raise EhrUnavailable(f"the EHR answered {response.status_code}")
                 self._wait(attempt, None)
                 continue
-            if response.status_code != 200:
-                raise FhirRequestError(
-                    f"the EHR answered {response.status_code}", response.status_code
-                )
-            try:
-                body = response.json()
-            except ValueError:
-                raise FhirRequestError("the EHR answered something that is not JSON") from None
-            if not isinstance(body, dict):
-                raise FhirRequestError("the EHR answered something that is not a FHIR resource")
-            return body
+            raise FhirRequestError(f"the EHR answered {response.status_code}", response.status_code)
 
     def _wait(self, attempt: int, suggested: float | None) -> None:
         """Retry-After when given, else exponential backoff with jitter; never above the cap."""
@@ -179,3 +224,62 @@ class FhirClient:
         delay = min(max(suggested, 0.0), self.settings.max_wait)
         log.info("EHR busy or unreachable; retrying in %.1f s (attempt %d)", delay, attempt)
         self.sleep(delay)
+
+
+class TooLarge(FhirRequestError):
+    """A document over the size cap: the rest of it is not read."""
+
+    public_message = "This document is too large to fetch through the portal."
+
+
+@dataclass(frozen=True)
+class BinaryContent:
+    """A document's bytes and the media type the EHR gave them (None: it did not say)."""
+
+    data: bytes
+    content_type: str | None
+
+    def __repr__(self) -> str:  # record contents stay out of logs and tracebacks
+        return f"BinaryContent({len(self.data)} bytes, {self.content_type!r})"
+
+
+def _media_type(value: str | None) -> str:
+    return (value or "").split(";")[0].strip().lower()
+
+
+def _read_capped(response: httpx.Response, limit: int) -> bytes:
+    """The body of a streamed response, refusing more than `limit` bytes."""
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"the EHR announced {declared} bytes, over the cap of {limit}")
+    chunks: list[bytes] = []
+    total = 0
+    try:
+        for chunk in response.iter_bytes():
+            total += len(chunk)
+            if total > limit:
+                raise TooLarge(f"the document is larger than the cap of {limit} bytes")
+            chunks.append(chunk)
+    except httpx.TransportError as exc:
+        raise EhrUnavailable(f"the EHR stopped sending ({type(exc).__name__})") from None
+    return b"".join(chunks)
+
+
+def _binary_resource(body: bytes) -> BinaryContent | None:
+    """The content of a FHIR JSON Binary; None when the JSON is something else."""
+    try:
+        resource = json.loads(body)
+    except ValueError:
+        raise FhirRequestError("the EHR answered JSON that cannot be read") from None
+    if not isinstance(resource, dict) or resource.get("resourceType") != "Binary":
+        return None
+    data = resource.get("data")
+    if not isinstance(data, str):
+        raise FhirRequestError("the EHR answered a Binary without content")
+    try:
+        decoded = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise FhirRequestError("the EHR answered a Binary whose content is not base64") from None
+    declared = resource.get("contentType")
+    media = _media_type(declared) if isinstance(declared, str) else ""
+    return BinaryContent(decoded, media or None)

@@ -2,7 +2,8 @@
 
 The portal asks only for what it uses: read access to the US Core types behind each records
 section, in v2 syntax (`patient/Observation.rs`) when the EHR advertises `permission-v2`, else
-v1 (`patient/Observation.read`).
+v1 (`patient/Observation.read`); and read by id (`patient/Binary.r`) for the files documents
+only link to.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ SECTION_NAMES = {
     "directory": "clinician and clinic details",
 }
 IDENTITY = ("openid", "fhirUser")
+# Read by id only, never searched: the files documents link to (`attachment.url` = Binary/123).
+READ_ONLY_TYPES = ("Binary",)
 _RESOURCE_SCOPE = re.compile(
     r"^(?P<ctx>patient|user)/(?P<type>\*|[A-Z][A-Za-z]+)\.(?P<perm>[a-z*]+)(?:\?(?P<q>.+))?$"
 )
@@ -71,6 +74,7 @@ def requested_scope(capabilities: list[str], *, ehr_launch: bool) -> str:
     parts = [*IDENTITY, "launch" if ehr_launch else "launch/patient"]
     parts.append("online_access" if ehr_launch else "offline_access")
     parts += [f"patient/{t}{suffix}" for t in resource_types()]
+    parts += [f"patient/{t}{'.r' if v2 else '.read'}" for t in READ_ONLY_TYPES]
     return " ".join(parts)
 
 

@@ -425,7 +425,20 @@ def documents() -> Response:
 def document_download(record_id: int, index: int) -> Response:
     record = record_or_403()
     records = _records(record, "documents")
-    found = docs.download(records, record_id, index)
+    try:
+        # A document the clinic only links is fetched now, with the connection's token.
+        found = docs.download(
+            records, record_id, index, session_factory=db.sessionmaker(current_app)
+        )
+    except docs.DocumentUnavailable as problem:
+        page = render_template(
+            "connect/problem.html",
+            title="Reconnect to get this document"
+            if problem.reconnect
+            else "This document is not available",
+            message=problem.message,
+        )
+        return make_response(page, problem.status)
     if found is None:
         raise NotFound("This document is not in your record, or it was not copied to the portal.")
     response = make_response(found.data)

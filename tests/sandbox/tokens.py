@@ -55,6 +55,7 @@ SUPPORTED_TYPES = [
     "ExplanationOfBenefit",
     "Communication",
     "Appointment",
+    "Binary",
 ]
 CREATABLE_TYPES = {
     "Observation",

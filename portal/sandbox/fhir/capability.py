@@ -80,4 +80,10 @@ def _resource(rtype: ResourceType) -> dict[str, Any]:
         entry["documentation"] = (
             "In the patient compartment: a token sees only its own patient's resources."
         )
+    if rtype.name == "Binary":
+        entry["documentation"] = (
+            "Read answers the content itself, with its contentType, unless the Accept header "
+            "names application/fhir+json (then the Binary resource). A Binary belongs to the "
+            "patient its securityContext names, directly or through a resource of theirs."
+        )
     return entry

@@ -106,6 +106,8 @@ _TYPES = (
         "Communication", "status", "category", "identifier", subject=True, creatable=True
     ),
     _patient_type("Appointment", "status", "identifier", creatable=True),
+    # Document content; in the compartment of the patient its securityContext belongs to.
+    ResourceType("Binary", True),
 )
 
 TYPES: dict[str, ResourceType] = {t.name: t for t in _TYPES}

@@ -22,6 +22,7 @@ from portal.sandbox.models import FhirHistory, FhirResource, FhirToken
 PATIENT_REFERENCE_PATHS = ("subject", "patient", "beneficiary", "individual")
 TYPE_PATIENT_PATHS: dict[str, tuple[str, ...]] = {
     "Appointment": ("participant.actor",),
+    "Binary": ("securityContext",),  # or a resource of the patient: see context_patient
     "CareTeam": ("subject", "participant.member"),
     "Communication": ("subject", "sender", "recipient"),
     "Coverage": ("beneficiary", "subscriber", "policyHolder", "payor"),
@@ -131,6 +132,10 @@ def load_bundle(
             continue
         existing.add((rtype, rid))
         rows.append(_resource_row(resource, now))
+    loaded = {(r["resource_type"], r["resource_id"]): r["patient_id"] for r in rows}
+    for row in rows:
+        if row["resource_type"] == "Binary" and row["patient_id"] is None:
+            row["patient_id"] = context_patient(session, row["content"], loaded)
     _bulk_insert(session, rows)
     return result
 
@@ -205,6 +210,8 @@ def add_resource(
 ) -> FhirResource:
     """Insert a new resource at version 1 with its search index and history row."""
     values = _resource_row(resource, when or utcnow())
+    if values["resource_type"] == "Binary" and values["patient_id"] is None:
+        values["patient_id"] = context_patient(session, resource)
     tokens = values.pop("tokens")
     row = FhirResource(version_id=1, **values)
     row.tokens = [FhirToken(param=p, system=s, code=c) for p, s, c in tokens]
@@ -253,6 +260,33 @@ def patient_of(resource: dict[str, Any]) -> str | None:
         for ref in references_at(resource, path):
             if ref.startswith("Patient/"):
                 return ref.split("/", 1)[1]
+    return None
+
+
+def context_patient(
+    session: Session,
+    resource: dict[str, Any],
+    loading: dict[tuple[str, str], str | None] | None = None,
+) -> str | None:
+    """The patient of a Binary whose securityContext is another resource of that patient
+    (e.g. its DocumentReference): the resource being loaded with it, or one already stored.
+
+    One step only (a Binary never lends its compartment to another Binary); a reference that
+    is absolute, versioned or points nowhere known gives no patient, so no patient sees it.
+    """
+    for ref in references_at(resource, "securityContext"):
+        rtype, _, rid = ref.partition("/")
+        if rtype in ("", "Binary", "Patient") or not rid or "/" in rid or ":" in rtype:
+            continue
+        if loading is not None and (rtype, rid) in loading:
+            return loading[(rtype, rid)]
+        found = session.scalar(
+            sa.select(FhirResource.patient_id).where(
+                FhirResource.resource_type == rtype, FhirResource.resource_id == rid
+            )
+        )
+        if found is not None:
+            return found
     return None
 
 

@@ -2,14 +2,19 @@
 
 Each view: resolve the type (404), apply injected faults, authenticate (401), then let
 portal.sandbox.fhir decide access and do the work. Every error is an OperationOutcome.
+
+A Binary is read as its own content (with its contentType) unless the request asks for FHIR
+JSON (`Accept: application/fhir+json` or `application/json`, or `_format=json`).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from datetime import datetime
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import http_date
 
@@ -55,6 +60,8 @@ def read(rtype, rid):
     info = resource_type(rtype)
     caller = _caller()
     row = api.read(sdb.session, caller, info, rid)
+    if info.name == "Binary" and not _wants_fhir_json():
+        return _binary_response(row.content)
     return _resource_response(row.content)
 
 
@@ -62,7 +69,10 @@ def read(rtype, rid):
 def vread(rtype, rid, vid):
     info = resource_type(rtype)
     caller = _caller()
-    return _resource_response(api.vread(sdb.session, caller, info, rid, vid))
+    content = api.vread(sdb.session, caller, info, rid, vid)
+    if info.name == "Binary" and not _wants_fhir_json():
+        return _binary_response(content)
+    return _resource_response(content)
 
 
 @bp.get("/<rtype>")
@@ -163,6 +173,34 @@ def _resource_response(resource, status=200, **headers):
         modified = datetime.fromisoformat(meta["lastUpdated"].replace("Z", "+00:00"))
         headers["Last-Modified"] = http_date(modified)
     return fhir_response(resource, status, **headers)
+
+
+def _wants_fhir_json() -> bool:
+    """Whether the request names FHIR JSON itself (a wildcard asks for the native content)."""
+    if request.args.get("_format") in ("json", *JSON_TYPES):
+        return True
+    return any(
+        value.split(";")[0].strip().lower() in JSON_TYPES and quality > 0
+        for value, quality in request.accept_mimetypes
+    )
+
+
+def _binary_response(resource):
+    """A Binary's content as itself; opened in a browser it runs nothing at this origin."""
+    try:
+        data = base64.b64decode(resource.get("data") or "", validate=True)
+    except (binascii.Error, ValueError):
+        raise FhirError(500, "The stored Binary content is not valid base64") from None
+    response = Response(data, status=200)
+    response.headers["Content-Type"] = resource.get("contentType") or "application/octet-stream"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    meta = resource.get("meta", {})
+    response.headers["ETag"] = f'W/"{meta.get("versionId", "1")}"'
+    if "lastUpdated" in meta:
+        modified = datetime.fromisoformat(meta["lastUpdated"].replace("Z", "+00:00"))
+        response.headers["Last-Modified"] = http_date(modified)
+    return response
 
 
 def _outcome_info(message, **headers):

@@ -286,6 +286,7 @@ RESOURCE_WORDS = {
     "*": "whole health record",
     "AllergyIntolerance": "allergies",
     "Appointment": "appointments",
+    "Binary": "document files (letters, reports and scans)",
     "CarePlan": "care plans",
     "CareTeam": "care team",
     "Condition": "health problems (conditions)",
