@@ -264,3 +264,16 @@ class EntryRevision(Base):
     raw: Mapped[dict[str, Any]] = mapped_column(JSONType)
     changed_at: Mapped[datetime]
     changed_by: Mapped[int | None] = mapped_column(sa.ForeignKey("account.id", ondelete="SET NULL"))
+
+
+class MergeSplit(Base):
+    """Two records the patient said are not the same fact: never folded together again."""
+
+    __tablename__ = "merge_split"
+    __table_args__ = (sa.UniqueConstraint("account_id", "record_a", "record_b"),)
+
+    id: Mapped[intpk]
+    account_id: Mapped[int] = mapped_column(sa.ForeignKey("account.id", ondelete="CASCADE"))
+    record_a: Mapped[int] = mapped_column(sa.ForeignKey("fhir_record.id", ondelete="CASCADE"))
+    record_b: Mapped[int] = mapped_column(sa.ForeignKey("fhir_record.id", ondelete="CASCADE"))
+    created_at: Mapped[created_at]

@@ -3,12 +3,15 @@ care plans and goals, care team and clinicians, coverage."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
 from portal.models import FhirRecord
+from portal.phr.merge import fold
 from portal.phr.records import Page, Records, Row, display_name
 from portal.phr.words import (
     concept_text,
@@ -41,6 +44,9 @@ class Problem:
     kind: str  # "Health problem" | "Diagnosis at a visit"
     note: str | None
     source: str
+    also: tuple[str, ...] = ()  # other sources that report the same fact
+    conflict: str | None = None  # where those sources disagree, in words
+    merged: tuple[int, ...] = ()  # the records folded into this item (to split them again)
 
 
 def problem_filter(show: str) -> list[sa.ColumnElement[bool]]:
@@ -52,9 +58,11 @@ def problem_filter(show: str) -> list[sa.ColumnElement[bool]]:
 
 
 def problems(records: Records, show: str = "active", limit: int | None = None) -> list[Problem]:
-    """Health problems and visit diagnoses: `active`, `past` or `all`."""
-    rows = records.rows(["problems", "diagnoses"], where=problem_filter(show), limit=limit)
-    return [_problem(records, r) for r in rows]
+    """Health problems and visit diagnoses: `active`, `past` or `all`; the same problem from
+    several sources once (see portal.phr.merge), shown as active when any source says so."""
+    rows = records.rows(["problems", "diagnoses"])
+    items = folded(records, rows, lambda r: _problem(records, r), "active", ("current", "over"))
+    return _shown(items, show, "active")[:limit]
 
 
 def _problem(records: Records, row: Row) -> Problem:
@@ -99,6 +107,9 @@ class Medication:
     reason: str | None
     note: str | None
     source: str
+    also: tuple[str, ...] = ()  # other sources that report the same fact
+    conflict: str | None = None  # where those sources disagree, in words
+    merged: tuple[int, ...] = ()  # the records folded into this item (to split them again)
 
 
 def medication_filter(show: str) -> list[sa.ColumnElement[bool]]:
@@ -113,36 +124,104 @@ def medication_filter(show: str) -> list[sa.ColumnElement[bool]]:
 def medications(
     records: Records, show: str = "current", limit: int | None = None
 ) -> list[Medication]:
-    """Medicines prescribed or taken: `current`, `past` or `all`."""
-    rows = records.rows(["medications"], where=medication_filter(show), limit=limit)
+    """Medicines prescribed or taken: `current`, `past` or `all`; the same medicine from
+    several sources once, current when any source says so."""
+    rows = records.rows(["medications"])
     names = records.names(
         rows, "medicationReference", "requester", "informationSource", "reasonReference"
     )
-    items = []
-    for row in rows:
-        raw = row.raw
-        name = concept_text(raw.get("medicationCodeableConcept")) or records.ref_name(
-            names, row, raw.get("medicationReference")
-        )
-        dosages = [d for d in (dosage_text(x) for x in raw.get("dosageInstruction") or []) if d]
-        dosages += [d for d in (dosage_text(x) for x in raw.get("dosage") or []) if d]
-        reasons = [concept_text(x) for x in raw.get("reasonCode") or []]
-        reasons += [records.ref_name(names, row, x) for x in raw.get("reasonReference") or []]
-        who = raw.get("requester") or raw.get("informationSource")
-        items.append(
-            Medication(
-                id=row.id,
-                name=name or row.display or "Unnamed medicine",
-                status=status_words(row.status) or "Status not recorded",
-                current=row.status is None or row.status in CURRENT_MEDICATION,
-                dosage="; ".join(dosages) or None,
-                started=when_text(raw, "authoredOn", "effectiveDateTime", "effectivePeriod"),
-                prescriber=records.ref_name(names, row, who) if who else None,
-                reason=", ".join(r for r in reasons if r) or None,
-                note=_note(raw),
-                source=records.source(row),
+    items = folded(
+        records,
+        rows,
+        lambda row: _medication(records, names, row),
+        "current",
+        ("current", "stopped"),
+        name=lambda row: (
+            concept_text(row.raw.get("medicationCodeableConcept"))
+            or records.ref_name(names, row, row.raw.get("medicationReference"))
+        ),
+    )
+    return _shown(items, show, "current")[:limit]
+
+
+def _medication(records: Records, names: dict[tuple[int, str], str], row: Row) -> Medication:
+    """One medicine as one source lists it."""
+    raw = row.raw
+    name = concept_text(raw.get("medicationCodeableConcept")) or records.ref_name(
+        names, row, raw.get("medicationReference")
+    )
+    dosages = [d for d in (dosage_text(x) for x in raw.get("dosageInstruction") or []) if d]
+    dosages += [d for d in (dosage_text(x) for x in raw.get("dosage") or []) if d]
+    reasons = [concept_text(x) for x in raw.get("reasonCode") or []]
+    reasons += [records.ref_name(names, row, x) for x in raw.get("reasonReference") or []]
+    who = raw.get("requester") or raw.get("informationSource")
+    return Medication(
+        id=row.id,
+        name=name or row.display or "Unnamed medicine",
+        status=status_words(row.status) or "Status not recorded",
+        current=row.status is None or row.status in CURRENT_MEDICATION,
+        dosage="; ".join(dosages) or None,
+        started=when_text(raw, "authoredOn", "effectiveDateTime", "effectivePeriod"),
+        prescriber=records.ref_name(names, row, who) if who else None,
+        reason=", ".join(r for r in reasons if r) or None,
+        note=_note(raw),
+        source=records.source(row),
+    )
+
+
+# ---- the same fact from several sources ----------------------------------------------------
+
+Item = TypeVar("Item", "Problem", "Medication", "Allergy", "Immunization")
+
+
+def folded(
+    records: Records,
+    rows: list[Row],
+    build: Callable[[Row], Item],
+    flag: str,
+    words: tuple[str, str],
+    *,
+    name: Callable[[Row], str | None] | None = None,
+    day: Callable[[Row], date | None] | None = None,
+) -> list[Item]:
+    """Items of `rows`, each fact once (portal.phr.merge): the shown source's item, with the
+    other sources in `also`, and, where they disagree on `flag` (e.g. current), a conflict
+    in words (`words`: how a yes and a no are said)."""
+    out = []
+    for fact in fold(records, rows, name=name or (lambda row: None), day=day):
+        members = [build(row) for row in fact.rows]
+        item = members[0]
+        if len(members) > 1:
+            changes: dict[str, Any] = {flag: any(getattr(m, flag) for m in members)}
+            item = replace(
+                item,
+                also=tuple(dict.fromkeys(m.source for m in members[1:])),
+                conflict=disagreement(members, flag, words),
+                merged=fact.ids,
+                **changes,
             )
-        )
+        out.append(item)
+    return out
+
+
+def disagreement(members: Sequence[Any], flag: str, words: tuple[str, str]) -> str | None:
+    """ "Riverside General Hospital says current; you say stopped." (None when all agree)."""
+    said = {m.source: words[0] if getattr(m, flag) else words[1] for m in members}
+    if len(set(said.values())) < 2:
+        return None
+    parts = [
+        f"you say {word}" if source == "You" else f"{source} says {word}"
+        for source, word in said.items()
+    ]
+    text = "; ".join(parts) + "."
+    return text[0].upper() + text[1:]
+
+
+def _shown(items: list[Item], show: str, flag: str) -> list[Item]:
+    if show in ("active", "current"):
+        return [i for i in items if getattr(i, flag)]
+    if show == "past":
+        return [i for i in items if not getattr(i, flag)]
     return items
 
 
@@ -186,58 +265,69 @@ class Allergy:
     reactions: tuple[Reaction, ...]
     note: str | None
     source: str
+    also: tuple[str, ...] = ()  # other sources that report the same fact
+    conflict: str | None = None  # where those sources disagree, in words
+    merged: tuple[int, ...] = ()  # the records folded into this item (to split them again)
 
 
 def allergies(records: Records) -> list[Allergy]:
-    """Allergies and intolerances, active ones (high risk first) before the rest."""
-    items = []
-    for row in records.rows(["allergies"]):
-        raw = row.raw
-        reactions = []
-        for reaction in raw.get("reaction") or []:
-            if not isinstance(reaction, dict):
-                continue
-            what = ", ".join(
-                t for t in (concept_text(m) for m in reaction.get("manifestation") or []) if t
-            )
-            severity = reaction.get("severity")
-            reactions.append(
-                Reaction(
-                    what=what or reaction.get("description") or "Reaction not described",
-                    severity=REACTION_SEVERITY.get(str(severity)) if severity else None,
-                    severe=severity == "severe",
-                    when=date_text(reaction.get("onset")),
-                    note=reaction.get("description") if what else None,
-                )
-            )
-        criticality = raw.get("criticality")
-        verification = first_code(raw.get("verificationStatus"))
-        status = row.status
-        items.append(
-            Allergy(
-                id=row.id,
-                name=concept_text(raw.get("code")) or row.display or "Unnamed allergy",
-                criticality=CRITICALITY.get(str(criticality)) if criticality else None,
-                high_risk=criticality == "high",
-                kinds=", ".join(ALLERGY_CATEGORY.get(str(c), str(c)) for c in raw["category"])
-                if isinstance(raw.get("category"), list)
-                else None,
-                type=(str(raw["type"]).capitalize() if raw.get("type") else None),
-                status=status_words(status) or "Status not recorded",
-                active=status in (None, "active", "confirmed", "unconfirmed"),
-                verification={
-                    "unconfirmed": "Not confirmed",
-                    "confirmed": "Confirmed",
-                    "refuted": "Ruled out",
-                }.get(verification or ""),
-                recorded=when_text(raw, "recordedDate", "onsetDateTime"),
-                reactions=tuple(reactions),
-                note=_note(raw),
-                source=records.source(row),
-            )
-        )
+    """Allergies and intolerances, active ones (high risk first) before the rest; the same
+    allergy from several sources once, with any disagreement on whether it is current."""
+    items = folded(
+        records,
+        records.rows(["allergies"]),
+        lambda row: _allergy(records, row),
+        "active",
+        ("current", "resolved"),
+    )
     items.sort(key=lambda a: (not a.active, not a.high_risk, a.name.lower()))
     return items
+
+
+def _allergy(records: Records, row: Row) -> Allergy:
+    """One allergy as one source lists it."""
+    raw = row.raw
+    reactions = []
+    for reaction in raw.get("reaction") or []:
+        if not isinstance(reaction, dict):
+            continue
+        what = ", ".join(
+            t for t in (concept_text(m) for m in reaction.get("manifestation") or []) if t
+        )
+        severity = reaction.get("severity")
+        reactions.append(
+            Reaction(
+                what=what or reaction.get("description") or "Reaction not described",
+                severity=REACTION_SEVERITY.get(str(severity)) if severity else None,
+                severe=severity == "severe",
+                when=date_text(reaction.get("onset")),
+                note=reaction.get("description") if what else None,
+            )
+        )
+    criticality = raw.get("criticality")
+    verification = first_code(raw.get("verificationStatus"))
+    status = row.status
+    return Allergy(
+        id=row.id,
+        name=concept_text(raw.get("code")) or row.display or "Unnamed allergy",
+        criticality=CRITICALITY.get(str(criticality)) if criticality else None,
+        high_risk=criticality == "high",
+        kinds=", ".join(ALLERGY_CATEGORY.get(str(c), str(c)) for c in raw["category"])
+        if isinstance(raw.get("category"), list)
+        else None,
+        type=(str(raw["type"]).capitalize() if raw.get("type") else None),
+        status=status_words(status) or "Status not recorded",
+        active=status in (None, "active", "confirmed", "unconfirmed"),
+        verification={
+            "unconfirmed": "Not confirmed",
+            "confirmed": "Confirmed",
+            "refuted": "Ruled out",
+        }.get(verification or ""),
+        recorded=when_text(raw, "recordedDate", "onsetDateTime"),
+        reactions=tuple(reactions),
+        note=_note(raw),
+        source=records.source(row),
+    )
 
 
 # ---- immunizations -----------------------------------------------------------------------
@@ -254,6 +344,9 @@ class Immunization:
     reason_not_given: str | None
     place: str | None
     source: str
+    also: tuple[str, ...] = ()  # other sources that report the same fact
+    conflict: str | None = None  # where those sources disagree, in words
+    merged: tuple[int, ...] = ()  # the records folded into this item (to split them again)
 
 
 IMMUNIZATION_ELEMENTS = (
@@ -284,33 +377,38 @@ def latest_immunizations(records: Records, limit: int) -> tuple[list[Immunizatio
 
 
 def immunization_items(records: Records, rows: list[Row]) -> list[Immunization]:
+    """Vaccines of `rows`; one dose reported by several sources (same vaccine, same day) once."""
     names = records.names(rows, "location", "performer.actor")
-    items = []
-    for row in rows:
-        raw = row.raw
-        doses = [
-            p.get("doseNumberPositiveInt") or p.get("doseNumberString")
-            for p in raw.get("protocolApplied") or []
-            if isinstance(p, dict)
-        ]
-        given = row.status != "not-done"
-        items.append(
-            Immunization(
-                id=row.id,
-                name=concept_text(raw.get("vaccineCode")) or row.display or "Unnamed vaccine",
-                date=when_text(raw, "occurrenceDateTime")
-                or (str(raw["occurrenceString"]) if raw.get("occurrenceString") else None),
-                given=given,
-                status="Given" if given else "Not given",
-                dose=f"Dose {doses[0]}" if doses and doses[0] else None,
-                reason_not_given=None if given else concept_text(raw.get("statusReason")),
-                place=records.ref_name(names, row, raw.get("location"))
-                if raw.get("location")
-                else None,
-                source=records.source(row),
-            )
-        )
-    return items
+    return folded(
+        records,
+        rows,
+        lambda row: _immunization(records, names, row),
+        "given",
+        ("given", "not given"),
+        day=lambda row: row.effective_at.date() if row.effective_at else None,
+    )
+
+
+def _immunization(records: Records, names: dict[tuple[int, str], str], row: Row) -> Immunization:
+    raw = row.raw
+    doses = [
+        p.get("doseNumberPositiveInt") or p.get("doseNumberString")
+        for p in raw.get("protocolApplied") or []
+        if isinstance(p, dict)
+    ]
+    given = row.status != "not-done"
+    return Immunization(
+        id=row.id,
+        name=concept_text(raw.get("vaccineCode")) or row.display or "Unnamed vaccine",
+        date=when_text(raw, "occurrenceDateTime")
+        or (str(raw["occurrenceString"]) if raw.get("occurrenceString") else None),
+        given=given,
+        status="Given" if given else "Not given",
+        dose=f"Dose {doses[0]}" if doses and doses[0] else None,
+        reason_not_given=None if given else concept_text(raw.get("statusReason")),
+        place=records.ref_name(names, row, raw.get("location")) if raw.get("location") else None,
+        source=records.source(row),
+    )
 
 
 # ---- procedures --------------------------------------------------------------------------

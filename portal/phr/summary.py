@@ -13,9 +13,7 @@ from portal.phr.lists import (
     Problem,
     allergies,
     latest_immunizations,
-    medication_filter,
     medications,
-    problem_filter,
     problems,
 )
 from portal.phr.records import Records, SectionState
@@ -41,11 +39,13 @@ class Summary:
 def summary(records: Records, now: datetime) -> Summary:
     """Active problems, current medicines, allergies, latest vitals and results, vaccines."""
     latest_vaccines, doses = latest_immunizations(records, SHOWN)
+    active = problems(records, "active")
+    current = medications(records, "current")
     return Summary(
-        problems=problems(records, "active", SHOWN),
-        problem_count=records.count(["problems", "diagnoses"], where=problem_filter("active")),
-        medications=medications(records, "current", SHOWN),
-        medication_count=records.count(["medications"], where=medication_filter("current")),
+        problems=active[:SHOWN],
+        problem_count=len(active),
+        medications=current[:SHOWN],
+        medication_count=len(current),
         allergies=[a for a in allergies(records) if a.active],
         vitals=vitals.latest_vitals(records),
         labs=labs.recent_results(records, SHOWN),

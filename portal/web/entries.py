@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response
 from wtforms import DateTimeLocalField, HiddenField, SelectField, StringField, TextAreaField
@@ -20,9 +20,11 @@ from wtforms.validators import InputRequired, Length, Optional, ValidationError
 
 from portal.db import utcnow
 from portal.extensions import db
-from portal.models import Account
+from portal.models import Account, EhrConnection
+from portal.phr import merge
 from portal.phr.entries import service
 from portal.phr.entries.catalog import MEASURE_BY_KEY, MEASURES, Measure
+from portal.phr.records import Records
 from portal.phr.words import concept_text, date_text, number, unit_words
 from portal.web.auth import current_account, login_required, record_or_403
 from portal.web.entry_forms import KIND_BY_KEY, KINDS, EntryKind, SymptomForm, kind_of
@@ -263,6 +265,37 @@ def restore(record_id: int) -> Response:
     service.restore(db.session, account, record_id)
     flash("Restored: the entry is back in your record.")
     return redirect(url_for("entries.show", record_id=record_id))
+
+
+CATEGORY_PAGES = {
+    "problems": "records.problems",
+    "diagnoses": "records.problems",
+    "medications": "records.medications",
+    "allergies": "records.allergies",
+    "immunizations": "records.immunizations",
+}
+
+
+@bp.route("/split", methods=["GET", "POST"])
+@login_required
+def split() -> Response | str:
+    """The patient says records folded into one item are not the same fact."""
+    account = _owner()
+    records = Records(db.session, record_or_403())
+    ids = request.values.getlist("record", type=int)[:10]
+    rows = [records.record(i) for i in dict.fromkeys(ids)]
+    found = [r for r in rows if r is not None]
+    if len(found) < 2 or len(found) != len(rows):
+        abort(404)  # not records of this person's (or not enough to split)
+    back = url_for(CATEGORY_PAGES.get(found[0].category, "records.summary"))
+    if request.method == "POST":
+        merge.split(db.session, account.id, [r.id for r in found])
+        source = service.own_source(db.session, account)
+        source.data_version = EhrConnection.data_version + 1  # the pages change
+        flash("Done: they are shown separately now.")
+        return redirect(back)
+    items = [(records.source(r), r.display or r.resource_type) for r in found]
+    return render_template("entries/split.html", items=items, ids=[r.id for r in found], back=back)
 
 
 def _entry(account: Account, record_id: int) -> Any:

@@ -10,7 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from portal.extensions import db
-from portal.models import EntryRevision, FhirRecord
+from portal.models import Account, EntryRevision, FhirRecord
 from tests.phr import factories as f
 
 SCRIPT = "<script>alert(1)</script>"
@@ -355,3 +355,57 @@ def test_coded_bad_input_is_explained_and_nothing_is_saved(
     assert f'id="{field}-error"' in answer.text
     assert stored(app) == 0
     assert "<script>alert(1)</script>" not in answer.text
+
+
+# ---- one fact from several sources -----------------------------------------------------------
+
+
+def test_merged_medicine_with_conflict_and_split(app: Flask, client: FlaskClient, me: int) -> None:
+    with app.app_context():
+        account = db.session.get(Account, me)
+        assert account is not None
+        river = f.make_connection(db.session, account, "Riverside General Hospital")
+        f.add_resources(
+            db.session,
+            river,
+            [
+                {
+                    "resourceType": "MedicationRequest",
+                    "id": "m1",
+                    "status": "active",
+                    "intent": "order",
+                    "medicationCodeableConcept": {
+                        "coding": [
+                            {
+                                "system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                                "code": "316049",
+                                "display": "Hydrochlorothiazide 25 MG",
+                            }
+                        ]
+                    },
+                    "subject": {"reference": f"Patient/{river.patient_id}"},
+                }
+            ],
+        )
+        db.session.commit()
+    stopped = {**GOOD["medication"], "name": "Hydrochlorothiazide 25 mg", "taking": "no"}
+    assert client.post("/entries/new/medication", data=stopped).status_code == 302
+    page = client.get("/records/medications").text
+    assert "Also reported by You." in page
+    assert "Riverside General Hospital says current; you say stopped." in page
+    link = page.split('href="/entries/split?')[1].split('"')[0].replace("&amp;", "&")
+    confirm = client.get(f"/entries/split?{link}")
+    assert confirm.status_code == 200 and "Are these different?" in confirm.text
+    stranger = app.test_client()
+    with app.app_context():
+        other = f.make_account(db.session, "Other")
+        db.session.commit()
+        sign_in(stranger, other.id)
+    assert stranger.get(f"/entries/split?{link}").status_code == 404
+    assert stranger.post(f"/entries/split?{link}").status_code == 404
+    done = client.post(f"/entries/split?{link}")
+    assert done.status_code == 302 and done.headers["Location"].endswith("/records/medications")
+    after = client.get("/records/medications?show=all").text
+    assert "Also reported by" not in after
+    assert after.count('class="item-title">Hydrochlorothiazide') == 2
+    assert client.get("/entries/split?record=1").status_code == 404  # nothing to split
