@@ -55,3 +55,18 @@ def test_record_a_blood_pressure_and_see_it_next_to_the_clinics(demo: Demo, page
     screenshot(page, "entry-history")
     page.goto(f"{demo.portal}/records/vitals")
     expect(page.locator("#vital-blood-pressure tr.reading.mine")).to_have_count(1)
+
+    # A medicine the clinic also lists: one row, "also reported by You".
+    page.goto(f"{demo.portal}/records/medications")
+    page.get_by_role("link", name="Add a medicine you take").click()
+    page.get_by_label("Medicine").fill("Warfarin 5 mg tablet")
+    page.get_by_label("Dose (optional)").fill("5 mg")
+    page.get_by_label("How often").select_option("once a day")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_contain_text("Saved a medicine to your record.")
+    warfarin = page.locator("li.item", has_text="Warfarin")
+    expect(warfarin).to_have_count(1)
+    expect(warfarin.locator(".source").first).to_contain_text("Riverside General Hospital")
+    expect(warfarin.get_by_text("Also reported by You.")).to_be_visible()
+    warfarin.scroll_into_view_if_needed()
+    screenshot(page, "medications-merged-with-own")
