@@ -121,16 +121,21 @@ def _register(entries: list[dict[str, Any]]) -> None:
 @click.option("--queued-for", default=30.0, show_default=True, help="Seconds a run may wait.")
 @with_appcontext
 def sync_pending(queued_for: float) -> None:
-    """Run syncs nobody is running (queued too long, or abandoned by a stopped worker)."""
+    """Run syncs nobody is running (queued too long, or abandoned by a stopped worker), and
+    send the patients' entries to clinics that are due (new, or failed and due a retry)."""
+    from portal.sync import writeback
     from portal.sync.worker import run_pending, sync_settings
 
-    results = run_pending(
-        db.sessionmaker(current_app), sync_settings(current_app), queued_for=queued_for
-    )
+    factory = db.sessionmaker(current_app)
+    settings = sync_settings(current_app)
+    results = run_pending(factory, settings, queued_for=queued_for)
     for run_id, status in results.items():
         click.echo(f"sync run {run_id}: {status or 'taken by another worker'}")
     if not results:
         click.echo("no sync waiting")
+    sent = writeback.run_due(factory, settings.smart)
+    for writeback_id, state in sent.items():
+        click.echo(f"entry sent to a clinic {writeback_id}: {state or 'taken by another worker'}")
 
 
 # --- sandbox EHR ----------------------------------------------------------------------------

@@ -277,3 +277,32 @@ class MergeSplit(Base):
     record_a: Mapped[int] = mapped_column(sa.ForeignKey("fhir_record.id", ondelete="CASCADE"))
     record_b: Mapped[int] = mapped_column(sa.ForeignKey("fhir_record.id", ondelete="CASCADE"))
     created_at: Mapped[created_at]
+
+
+class WriteBack(Base):
+    """One of the patient's entries sent (or to be sent) to one of their clinics.
+
+    States: queued -> sent, or failed (retried from `next_attempt_at`) -> ... -> gave_up when
+    the clinic refuses it for good. The POST is conditional on the entry's identifier, so a
+    retry never makes a second copy at the clinic.
+    """
+
+    __tablename__ = "write_back"
+    __table_args__ = (
+        sa.UniqueConstraint("record_id", "connection_id"),
+        sa.Index("ix_write_back_state_next", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[intpk]
+    record_id: Mapped[int] = mapped_column(sa.ForeignKey("fhir_record.id", ondelete="CASCADE"))
+    connection_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("ehr_connection.id", ondelete="CASCADE")
+    )
+    state: Mapped[str] = mapped_column(sa.String(20), default="queued")
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime | None]
+    server_id: Mapped[str | None] = mapped_column(sa.String(64))  # the clinic's id for it
+    version_sent: Mapped[str | None] = mapped_column(sa.String(64))  # our versionId it had
+    error: Mapped[str | None] = mapped_column(sa.String(500))  # plain words, no record data
+    created_at: Mapped[created_at]
+    updated_at: Mapped[datetime | None]

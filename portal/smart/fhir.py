@@ -171,10 +171,22 @@ class FhirClient:
                 return found
         return BinaryContent(body, media or None)
 
-    def _send(self, url: str, accept: str, *, stream: bool = False) -> httpx.Response:
-        """A 200 response to a GET with the bearer token, retrying what may pass.
+    def _send(
+        self,
+        url: str,
+        accept: str,
+        *,
+        stream: bool = False,
+        method: str = "GET",
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        ok: tuple[int, ...] = (200,),
+    ) -> httpx.Response:
+        """An `ok` response to a request with the bearer token, retrying what may pass.
 
         With `stream`, the body is not read yet: the caller reads it and closes the response.
+        A POST is retried only where that cannot make a second copy: the caller sends it
+        conditional (If-None-Exist), so a retry of one the EHR did store finds it.
         """
         if not within_base(url, self.base):
             raise UnsafeLink("refusing to send the token outside the EHR's FHIR base")
@@ -186,7 +198,14 @@ class FhirClient:
             try:
                 self.requests += 1
                 request = self.http.build_request(
-                    "GET", url, headers={"Authorization": f"Bearer {token}", "Accept": accept}
+                    method,
+                    url,
+                    headers={
+                        "Authorization": f"Bearer {token}",
+                        "Accept": accept,
+                        **(headers or {}),
+                    },
+                    content=body,
                 )
                 response = self.http.send(request, stream=stream)
             except httpx.TransportError as exc:
@@ -196,7 +215,7 @@ class FhirClient:
                     ) from None
                 self._wait(attempt, None)
                 continue
-            if response.status_code == 200:
+            if response.status_code in ok:
                 return response
             response.close()
             if response.status_code == 401 and not refreshed:
@@ -217,6 +236,22 @@ class FhirClient:
                 continue
             raise FhirRequestError(f"the EHR answered {response.status_code}", response.status_code)
 
+    def create(self, resource: dict[str, Any], *, if_none_exist: str) -> tuple[str | None, bool]:
+        """POST a resource only if nothing matches `if_none_exist` (a search query such as
+        `identifier=system|value`); returns (the server's id, whether this request created it).
+        """
+        rtype = resource["resourceType"]
+        response = self._send(
+            self.url(rtype),
+            FHIR_JSON,
+            method="POST",
+            body=json.dumps(resource).encode(),
+            headers={"Content-Type": FHIR_JSON, "If-None-Exist": if_none_exist},
+            ok=(200, 201),
+        )
+        created = response.status_code == 201
+        return _created_id(response, rtype), created
+
     def _wait(self, attempt: int, suggested: float | None) -> None:
         """Retry-After when given, else exponential backoff with jitter; never above the cap."""
         if suggested is None:
@@ -224,6 +259,23 @@ class FhirClient:
         delay = min(max(suggested, 0.0), self.settings.max_wait)
         log.info("EHR busy or unreachable; retrying in %.1f s (attempt %d)", delay, attempt)
         self.sleep(delay)
+
+
+def _created_id(response: httpx.Response, rtype: str) -> str | None:
+    """The id the EHR gave: from Location (`.../Type/id/_history/1`), else from the body."""
+    location = response.headers.get("Location") or response.headers.get("Content-Location")
+    if location:
+        parts = location.split("/_history/")[0].rstrip("/").split("/")
+        if len(parts) >= 2 and parts[-2] == rtype:
+            return parts[-1]
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    if isinstance(body, dict) and body.get("resourceType") == rtype:
+        rid = body.get("id")
+        return rid if isinstance(rid, str) else None
+    return None
 
 
 class TooLarge(FhirRequestError):

@@ -2,8 +2,9 @@
 
 The portal asks only for what it uses: read access to the US Core types behind each records
 section, in v2 syntax (`patient/Observation.rs`) when the EHR advertises `permission-v2`, else
-v1 (`patient/Observation.read`); and read by id (`patient/Binary.r`) for the files documents
-only link to.
+v1 (`patient/Observation.read`); read by id (`patient/Binary.r`) for the files documents
+only link to; and create (`patient/Observation.c`, v1 `.write`) for the types of the patient's
+own entries, which the patient may choose to send to a clinic.
 """
 
 from __future__ import annotations
@@ -52,6 +53,15 @@ SECTION_NAMES = {
 IDENTITY = ("openid", "fhirUser")
 # Read by id only, never searched: the files documents link to (`attachment.url` = Binary/123).
 READ_ONLY_TYPES = ("Binary",)
+# The types of the patient's own entries (portal.phr.entries): what write-back creates.
+WRITE_TYPES = (
+    "Observation",
+    "Condition",
+    "AllergyIntolerance",
+    "MedicationRequest",
+    "Immunization",
+    "DocumentReference",
+)
 _RESOURCE_SCOPE = re.compile(
     r"^(?P<ctx>patient|user)/(?P<type>\*|[A-Z][A-Za-z]+)\.(?P<perm>[a-z*]+)(?:\?(?P<q>.+))?$"
 )
@@ -75,6 +85,7 @@ def requested_scope(capabilities: list[str], *, ehr_launch: bool) -> str:
     parts.append("online_access" if ehr_launch else "offline_access")
     parts += [f"patient/{t}{suffix}" for t in resource_types()]
     parts += [f"patient/{t}{'.r' if v2 else '.read'}" for t in READ_ONLY_TYPES]
+    parts += [f"patient/{t}{'.c' if v2 else '.write'}" for t in WRITE_TYPES]
     return " ".join(parts)
 
 
@@ -84,6 +95,7 @@ class Grant:
     can_read: bool
     can_search: bool
     categories: frozenset[str] | None  # None: every category
+    can_create: bool = False
 
 
 def parse_grants(scope: str) -> list[Grant]:
@@ -105,7 +117,7 @@ def parse_grants(scope: str) -> list[Grant]:
                 for v in vs.split(",")
             ]
             cats = frozenset(values) if values else None
-        grants.append(Grant(m["type"], "r" in perm, "s" in perm, cats))
+        grants.append(Grant(m["type"], "r" in perm, "s" in perm, cats, "c" in perm))
     return grants
 
 
@@ -149,3 +161,13 @@ def granted_categories(grants: list[Grant], resource_type: str) -> frozenset[str
             return None
         found |= g.categories
     return frozenset(found)
+
+
+def can_create(scope: str, resource_type: str, category: str | None = None) -> bool:
+    """Whether a granted scope lets the portal create this type (in this category)."""
+    for g in parse_grants(scope):
+        if g.resource_type not in ("*", resource_type) or not g.can_create:
+            continue
+        if g.categories is None or (category is not None and category in g.categories):
+            return True
+    return False

@@ -11,7 +11,16 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response
 from wtforms import DateTimeLocalField, HiddenField, SelectField, StringField, TextAreaField
@@ -26,6 +35,7 @@ from portal.phr.entries import service
 from portal.phr.entries.catalog import MEASURE_BY_KEY, MEASURES, Measure
 from portal.phr.records import Records
 from portal.phr.words import concept_text, date_text, number, unit_words
+from portal.sync import writeback
 from portal.web.auth import current_account, login_required, record_or_403
 from portal.web.entry_forms import KIND_BY_KEY, KINDS, EntryKind, SymptomForm, kind_of
 
@@ -207,6 +217,7 @@ def show(record_id: int) -> str:
         record=record,
         deleted=service.is_deleted(record),
         back=_back(record.raw),
+        targets=writeback.targets(db.session, account, record),
         revisions=[(r, _summary(r.raw)) for r in revisions],
     )
 
@@ -245,6 +256,25 @@ def _edit_coded(account: Account, record: Any, kind: EntryKind) -> Response | st
     if not form.is_submitted():
         form.fill(record.raw)
     return render_template("entries/coded.html", form=form, kind=kind, editing=record)
+
+
+@bp.post("/<int:record_id>/send/<int:connection_id>")
+@login_required
+def send(record_id: int, connection_id: int) -> Response:
+    """Send an entry to a clinic (or try again): queued here, sent in the background."""
+    account = _owner()
+    _entry(account, record_id)
+    try:
+        queued = writeback.queue(db.session, account, record_id, connection_id)
+    except service.EntryNotFound:
+        abort(404)
+    except writeback.NotAllowed as exc:
+        flash(str(exc))
+        return redirect(url_for("entries.show", record_id=record_id))
+    db.session.commit()  # the sending thread reads it from its own session
+    writeback.send_in_background(current_app._get_current_object(), [queued.id])  # type: ignore[attr-defined]
+    flash("Sending it to your clinic. This page shows how it went.")
+    return redirect(url_for("entries.show", record_id=record_id))
 
 
 @bp.post("/<int:record_id>/delete")

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from portal.smart.scopes import granted_sections, missing_sections, requested_scope
+from portal.smart.scopes import (
+    WRITE_TYPES,
+    can_create,
+    granted_sections,
+    missing_sections,
+    requested_scope,
+)
 
 LAB = "patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory"
 
@@ -26,7 +32,24 @@ def test_v1_when_only_v1_advertised_and_launch_scopes_for_ehr_launch() -> None:
 def test_only_used_types_are_requested() -> None:
     scope = requested_scope(["permission-v2"], ehr_launch=False)
     assert "patient/*" not in scope
-    assert ".c" not in scope.replace(".rs", "")  # read-only until write-back exists
+    created = {s.split("/")[1].removesuffix(".c") for s in scope.split() if s.endswith(".c")}
+    assert created == set(WRITE_TYPES)  # create only for the patient's own entries' types
+    v1 = requested_scope(["permission-v1"], ehr_launch=True)
+    assert "patient/Observation.write" in v1 and "patient/Observation.read" in v1
+    assert ".c " not in v1 + " "
+
+
+def test_create_grants_v1_v2_and_categories() -> None:
+    assert can_create("patient/Observation.c", "Observation")
+    assert can_create("patient/Observation.crs", "Observation", "vital-signs")
+    assert can_create("patient/Observation.write", "Observation")
+    assert can_create("patient/*.cruds", "Condition")
+    assert not can_create("patient/Observation.rs", "Observation")
+    assert not can_create("patient/Observation.read", "Observation")
+    assert not can_create("patient/Condition.c", "Observation")
+    limited = "patient/Observation.c?category=http://terminology.hl7.org/CodeSystem/observation-category|vital-signs"
+    assert can_create(limited, "Observation", "vital-signs")
+    assert not can_create(limited, "Observation", "laboratory")
 
 
 def test_everything_granted() -> None:

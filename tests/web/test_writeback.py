@@ -1,0 +1,224 @@
+"""The patient's entries sent to the LIVE sandbox EHR: shape, one copy on retry, no offer
+without a create grant."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from portal.db import transaction
+from portal.models import Account, EhrConnection, EhrServer, WriteBack
+from portal.phr.entries import service
+from portal.phr.entries.catalog import MEASURE_BY_KEY
+from portal.registry import upsert_ehr
+from portal.sandbox.models import FhirResource
+from portal.smart.settings import SmartSettings
+from portal.sync import writeback
+from tests.live import CLIENT_IDS, Browser, LiveEhr, Recorder, connected
+
+CLINIC = "Riverside General Hospital"
+
+
+@pytest.fixture
+def portal(app: Flask, smart: SmartSettings) -> Flask:
+    app.extensions["smart"] = smart
+    return app
+
+
+@pytest.fixture
+def riverside(factory: sessionmaker[Session], live_ehr: LiveEhr) -> EhrServer:
+    with transaction(factory) as session:
+        return upsert_ehr(
+            session, name=CLINIC, fhir_base=live_ehr.fhir_base, client_id=CLIENT_IDS["public"]
+        )
+
+
+@pytest.fixture
+def faults(live_ehr: LiveEhr) -> Iterator[LiveEhr]:
+    yield live_ehr
+    live_ehr.clear_faults()
+
+
+@pytest.fixture
+def synchronous(
+    monkeypatch: pytest.MonkeyPatch, factory: sessionmaker[Session], smart: SmartSettings
+) -> None:
+    """The page's background send, run before the answer (so the test sees its outcome)."""
+
+    def send_now(_app: Flask, ids: Any) -> None:
+        for i in ids:
+            writeback.send(factory, i, smart)
+
+    monkeypatch.setattr(writeback, "send_in_background", send_now)
+
+
+def sign_in(factory: sessionmaker[Session], client: FlaskClient, conn: int) -> int:
+    with factory() as session:
+        connection = session.get(EhrConnection, conn)
+        assert connection is not None
+        account_id = connection.account_id
+    with client.session_transaction() as s:
+        s["account_id"] = account_id
+    return account_id
+
+
+def blood_pressure(factory: sessionmaker[Session], account_id: int) -> int:
+    entry = service.MeasurementInput(
+        MEASURE_BY_KEY["blood-pressure"],
+        (Decimal("128"), Decimal("84")),
+        "mm[Hg]",
+        datetime(2026, 3, 4, 8, 30, tzinfo=UTC),
+        "after a walk",
+    )
+    with transaction(factory) as session:
+        account = session.get(Account, account_id)
+        assert account is not None
+        return service.add_measurement(session, account, entry).id
+
+
+def entry_raw(factory: sessionmaker[Session], account_id: int, entry_id: int) -> dict[str, Any]:
+    with factory() as session:
+        account = session.get(Account, account_id)
+        assert account is not None
+        return service.entry_of(session, account, entry_id).raw
+
+
+def identifier_of(factory: sessionmaker[Session], account_id: int, entry_id: int) -> str:
+    return str(entry_raw(factory, account_id, entry_id)["identifier"][0]["value"])
+
+
+def at_ehr(live: LiveEhr, identifier: str) -> list[dict[str, Any]]:
+    """Observations in the EHR carrying this identifier."""
+    with live.app.app_context(), live.sandbox_session() as session:
+        found = session.scalars(
+            sa.select(FhirResource.content).where(FhirResource.resource_type == "Observation")
+        ).all()
+    return [
+        r for r in found if any(i.get("value") == identifier for i in r.get("identifier") or [])
+    ]
+
+
+def state(factory: sessionmaker[Session], record_id: int) -> WriteBack:
+    with factory() as session:
+        found = session.scalar(sa.select(WriteBack).where(WriteBack.record_id == record_id))
+        assert found is not None
+        return found
+
+
+@pytest.fixture
+def conn(
+    portal: Flask,
+    factory: sessionmaker[Session],
+    riverside: EhrServer,
+    browser: Browser,
+    live_ehr: LiveEhr,
+    smart: SmartSettings,
+) -> int:
+    return connected(factory, riverside, browser, live_ehr, smart)
+
+
+@pytest.mark.usefixtures("synchronous")
+def test_an_entry_sent_lands_at_the_clinic_in_its_shape(
+    conn: int,
+    client: FlaskClient,
+    factory: sessionmaker[Session],
+    live_ehr: LiveEhr,
+) -> None:
+    account_id = sign_in(factory, client, conn)
+    entry_id = blood_pressure(factory, account_id)
+    page = client.get(f"/entries/{entry_id}").text
+    assert f"Send to {CLINIC}" in page
+    answer = client.post(f"/entries/{entry_id}/send/{conn}")
+    assert answer.status_code == 302
+    sent = state(factory, entry_id)
+    assert sent.state == "sent" and sent.server_id and sent.version_sent == "1"
+    raw = entry_raw(factory, account_id, entry_id)
+    (copy,) = at_ehr(live_ehr, raw["identifier"][0]["value"])
+    patient = f"Patient/{live_ehr.patient('christin_stiedemann')}"
+    assert copy["id"] == sent.server_id and copy["id"] != raw["id"]
+    assert copy["subject"]["reference"] == patient
+    assert copy["performer"][0]["reference"] == patient
+    assert copy["code"]["coding"][0]["code"] == "85354-9"
+    assert [c["valueQuantity"]["value"] for c in copy["component"]] == [128, 84]
+    assert copy["identifier"] == raw["identifier"]
+    assert copy["note"] == [{"text": "after a walk"}]
+    assert f"{CLINIC}</strong>:\n      sent." in client.get(f"/entries/{entry_id}").text
+
+
+@pytest.mark.usefixtures("synchronous")
+def test_a_retry_after_503_makes_exactly_one_copy(
+    conn: int,
+    client: FlaskClient,
+    factory: sessionmaker[Session],
+    faults: LiveEhr,
+    smart: SmartSettings,
+) -> None:
+    account_id = sign_in(factory, client, conn)
+    entry_id = blood_pressure(factory, account_id)
+    with factory() as session:
+        identifier = (
+            session.get(Account, account_id)
+            and service.entry_of(
+                session,
+                session.get(Account, account_id),  # type: ignore[arg-type]
+                entry_id,
+            ).raw["identifier"][0]["value"]
+        )
+    faults.set_fault("unavailable", value=0, remaining=smart.max_attempts)
+    client.post(f"/entries/{entry_id}/send/{conn}")
+    failed = state(factory, entry_id)
+    assert failed.state == "failed" and failed.next_attempt_at is not None
+    assert failed.error == f"{CLINIC} could not be reached. The portal will try again."
+    assert at_ehr(faults, identifier) == []
+    assert "could not be reached" in client.get(f"/entries/{entry_id}").text
+    # Later (the sweep), the clinic answers again: sent once.
+    with transaction(factory) as session:
+        session.execute(
+            sa.update(WriteBack).values(next_attempt_at=datetime(2000, 1, 1, tzinfo=UTC))
+        )
+    assert writeback.run_due(factory, smart) == {failed.id: "sent"}
+    assert len(at_ehr(faults, identifier)) == 1
+    first = state(factory, entry_id).server_id
+    # The answer to a send that did reach the clinic is lost: sending again finds its copy.
+    with transaction(factory) as session:
+        session.execute(sa.update(WriteBack).values(state="queued", server_id=None))
+    assert writeback.run_due(factory, smart) == {failed.id: "sent"}
+    assert len(at_ehr(faults, identifier)) == 1
+    assert state(factory, entry_id).server_id == first
+
+
+def test_without_a_create_grant_nothing_is_offered_or_sent(
+    portal: Flask,
+    factory: sessionmaker[Session],
+    riverside: EhrServer,
+    browser: Browser,
+    live_ehr: LiveEhr,
+    smart: SmartSettings,
+    client: FlaskClient,
+    recorder: Recorder,
+) -> None:
+    conn = connected(
+        factory, riverside, browser, live_ehr, smart, untick=("patient/Observation.c",)
+    )
+    with factory() as session:
+        connection = session.get(EhrConnection, conn)
+        assert connection is not None and "Observation.c" not in connection.granted_scope
+    account_id = sign_in(factory, client, conn)
+    entry_id = blood_pressure(factory, account_id)
+    page = client.get(f"/entries/{entry_id}").text
+    assert f"{CLINIC} did not allow this app to add readings to your record there" in page
+    assert "Send to" not in page
+    recorder.requests.clear()
+    answer = client.post(f"/entries/{entry_id}/send/{conn}", follow_redirects=True)
+    assert "did not allow this app to add readings" in answer.text
+    assert not [r for r in recorder.requests if r.method == "POST" and "/fhir/" in r.url.path]
+    with factory() as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(WriteBack)) == 0
