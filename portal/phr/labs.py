@@ -13,6 +13,7 @@ from portal.models import FhirRecord
 from portal.phr import units
 from portal.phr.charts import Chart, Measurement, line_chart
 from portal.phr.classify import codes_of
+from portal.phr.merge import distinct
 from portal.phr.records import Page, Records, Row
 from portal.phr.words import (
     absent_reason,
@@ -95,6 +96,7 @@ class LabResult:
     status: str | None  # said only when the result is not final
     note: str | None
     source: str
+    also: tuple[str, ...] = ()  # other sources that sent this same result
 
 
 @dataclass(frozen=True)
@@ -235,6 +237,7 @@ def build_test(
     `rows` are charted; `compact` puts only the latest few into words. `total` is how many
     results the test has when `rows` are only the latest of them.
     """
+    rows, also = distinct(records, rows)  # one result sent by two clinics: once
     numeric: dict[str, list[Row]] = {}
     for row in rows:
         q = row.raw.get("valueQuantity")
@@ -258,14 +261,14 @@ def build_test(
                 count=len(group),
                 results=()
                 if compact
-                else tuple(_result(records, r, target, convert=True) for r in group),
+                else tuple(_result(records, r, target, convert=True, also=also) for r in group),
                 chart=_chart(f"lab-{slug(key)}-{i}", name, label, points, compact=compact),
             )
         )
     results = tuple(
-        _result(records, r, targets[r.id], convert=True)
+        _result(records, r, targets[r.id], convert=True, also=also)
         if r.id in targets
-        else _result(records, r, own_unit(r))
+        else _result(records, r, own_unit(r), also=also)
         for r in worded
     )
     flagged += sum(1 for r in rows if r.id not in targets and flag_of(r.raw))
@@ -309,7 +312,14 @@ def own_unit(row: Row) -> str | None:
     return unit_of(q) if isinstance(q, dict) else None
 
 
-def _result(records: Records, row: Row, target: str | None, *, convert: bool = False) -> LabResult:
+def _result(
+    records: Records,
+    row: Row,
+    target: str | None,
+    *,
+    convert: bool = False,
+    also: dict[int, tuple[str, ...]] | None = None,
+) -> LabResult:
     raw = row.raw
     q = raw.get("valueQuantity")
     value: float | None = None
@@ -357,6 +367,7 @@ def _result(records: Records, row: Row, target: str | None, *, convert: bool = F
         )
         or None,
         source=records.source(row),
+        also=(also or {}).get(row.id, ()),
     )
 
 

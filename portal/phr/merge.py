@@ -15,9 +15,8 @@ to word: each fact keeps all of its rows.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -66,9 +65,13 @@ def fold(
     rows: Sequence[Row],
     *,
     name: Callable[[Row], str | None] = lambda row: None,
-    day: Callable[[Row], date | None] | None = None,
+    day: Callable[[Row], Hashable | None] | None = None,
 ) -> list[Fact]:
-    """`rows` (newest first) folded into facts, in the order of each fact's first row."""
+    """`rows` (newest first) folded into facts, in the order of each fact's first row.
+
+    `day`: what else must be equal for a code to match (the day of a vaccine; the moment and
+    value of a reading); a row for which it is None matches by identifier only.
+    """
     splits = records_splits(records)
     rank = {c.id: i for i, c in enumerate(records.connections)}
     order = {row.id: i for i, row in enumerate(rows)}
@@ -91,7 +94,7 @@ def fold(
         if code is not None:
             when = day(row) if day else None
             if day is None or when is not None:
-                keys.append(f"{code}|{when.isoformat() if when else ''}")
+                keys.append(f"{code}|{when!r}")
         target = next(
             (
                 g
@@ -145,3 +148,25 @@ def split(session: Session, account_id: int, record_ids: Iterable[int]) -> int:
                 added += 1
     session.flush()
     return added
+
+
+def reading_moment(row: Row) -> Hashable | None:
+    """What makes two readings the same one: the moment taken and the value as sent."""
+    if row.effective_at is None:
+        return None
+    raw = row.raw
+    values = [raw.get("valueQuantity"), raw.get("valueString"), raw.get("valueCodeableConcept")]
+    values += [c.get("valueQuantity") for c in raw.get("component") or [] if isinstance(c, dict)]
+    return (row.effective_at.isoformat(), repr(values))
+
+
+def distinct(records: Records, rows: Sequence[Row]) -> tuple[list[Row], dict[int, tuple[str, ...]]]:
+    """Readings (rows newest first) with each one taken once: the rows kept, and for each the
+    other sources that sent the same reading."""
+    facts = fold(records, rows, day=reading_moment)
+    also = {
+        f.row.id: tuple(dict.fromkeys(records.source(r) for r in f.others))
+        for f in facts
+        if f.others
+    }
+    return [f.row for f in facts], also

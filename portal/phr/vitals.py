@@ -12,6 +12,7 @@ from portal.models import FhirRecord
 from portal.phr import units
 from portal.phr.charts import Chart, Measurement, line_chart
 from portal.phr.labs import unit_of
+from portal.phr.merge import distinct
 from portal.phr.records import Records, Row
 from portal.phr.words import (
     absent_reason,
@@ -77,6 +78,7 @@ class Reading:
     source: str
     reported: str | None = None  # as the clinic recorded it, when converted
     mine: bool = False  # the patient's own entry (shown with a "You" badge, editable)
+    also: tuple[str, ...] = ()  # other sources that sent this same reading
 
 
 @dataclass(frozen=True)
@@ -213,6 +215,7 @@ def _card(
 
     `total` is how many readings there are when `rows` are only the latest of them.
     """
+    rows, also = distinct(records, rows)  # one reading sent by two clinics: once
     measured = _blood_pressure(rows) if kind.key == "blood-pressure" else _measure(kind, rows)
     usable = [m for m in measured if not m.apart]
     apart = [m for m in measured if m.apart]
@@ -225,11 +228,11 @@ def _card(
         key=kind.key,
         name=kind.name,
         unit_label=label,
-        readings=tuple(_reading(records, kind, m) for m in chosen),
+        readings=tuple(_reading(records, kind, m, also) for m in chosen),
         count=max(total or 0, len(listed)),
         charted=len(usable),
         chart=_chart(kind, usable, label, records.own_ids),
-        kept_apart=tuple(_reading(records, kind, m) for m in apart) if usable else (),
+        kept_apart=tuple(_reading(records, kind, m, also) for m in apart) if usable else (),
     )
 
 
@@ -251,7 +254,9 @@ def _measure(kind: Kind, rows: list[Row]) -> list[_Measured]:
     return out
 
 
-def _reading(records: Records, kind: Kind, m: _Measured) -> Reading:
+def _reading(
+    records: Records, kind: Kind, m: _Measured, also: dict[int, tuple[str, ...]]
+) -> Reading:
     text, reported = _words(kind, m)
     return Reading(
         id=m.row.id,
@@ -264,6 +269,7 @@ def _reading(records: Records, kind: Kind, m: _Measured) -> Reading:
         source=records.source(m.row),
         reported=reported,
         mine=records.is_own(m.row),
+        also=also.get(m.row.id, ()),
     )
 
 

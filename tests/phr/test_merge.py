@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from portal.extensions import db
 from portal.models import Account, EhrConnection
-from portal.phr import lists, merge
+from portal.phr import labs, lists, merge, vitals
 from portal.phr.access import open_record
 from portal.phr.entries import service, shapes
 from portal.phr.entries.catalog import MEDICATIONS, find_concept
@@ -192,3 +192,57 @@ def test_the_same_patient_at_two_clinics_folds_on_shared_synthea_data(session: S
     assert all(i.also == ("Lakeside Family Clinic",) for i in both)
     assert all(p.also == ("Lakeside Family Clinic",) for p in lists.problems(records, "all"))
     del river
+
+
+def test_readings_sent_by_two_clinics_are_charted_once(session: Session) -> None:
+    account, _, resources = f.patient_with(session, "brant_jacobson")
+    lab_code = next(
+        r["code"]["coding"][0]["code"]
+        for r in resources
+        if r["resourceType"] == "Observation"
+        and r["category"][0]["coding"][0]["code"] == "laboratory"
+    )
+    single = records_of(session, account)
+    weight_alone = vitals.vital_history(single, "weight")
+    glucose_alone = labs.test_history(single, lab_code)
+    assert weight_alone is not None and glucose_alone is not None
+    lake = f.make_connection(session, account, "Lakeside Family Clinic")
+    f.add_bundle(session, lake, "brant_jacobson")
+    both = records_of(session, account)
+    weight = vitals.vital_history(both, "weight")
+    glucose = labs.test_history(both, lab_code)
+    assert weight is not None and glucose is not None
+    assert len(weight.readings) == len(weight_alone.readings)
+    assert all(r.also == ("Lakeside Family Clinic",) for r in weight.readings)
+    assert weight.chart is not None and weight_alone.chart is not None
+    assert len(weight.chart.series[0].points) == len(weight_alone.chart.series[0].points)
+    assert len(glucose.results) == len(glucose_alone.results)
+    assert all(r.also == ("Lakeside Family Clinic",) for r in glucose.results)
+
+
+def test_two_readings_at_one_moment_with_other_values_stay_two(session: Session, two) -> None:
+    account, river, lake = two
+    reading = {
+        "resourceType": "Observation",
+        "id": "w1",
+        "status": "final",
+        "category": [{"coding": [{"code": "vital-signs"}]}],
+        "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
+        "subject": {"reference": f"Patient/{river.patient_id}"},
+        "effectiveDateTime": "2024-01-01T10:00:00Z",
+        "valueQuantity": {
+            "value": 80,
+            "unit": "kg",
+            "system": "http://unitsofmeasure.org",
+            "code": "kg",
+        },
+    }
+    other = {**reading, "id": "w2", "valueQuantity": {**reading["valueQuantity"], "value": 81}}
+    f.add_resources(session, river, [reading])
+    f.add_resources(session, lake, [other, {**reading, "id": "w3"}])
+    card = vitals.vital_history(records_of(session, account), "weight")
+    assert card is not None
+    assert sorted((r.text, r.also) for r in card.readings) == [
+        ("80 kg", ("Lakeside Family Clinic",)),
+        ("81 kg", ()),
+    ]
