@@ -222,3 +222,24 @@ def test_without_a_create_grant_nothing_is_offered_or_sent(
     assert not [r for r in recorder.requests if r.method == "POST" and "/fhir/" in r.url.path]
     with factory() as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(WriteBack)) == 0
+
+
+def test_an_entry_is_saved_while_the_clinic_is_down(
+    conn: int,
+    client: FlaskClient,
+    factory: sessionmaker[Session],
+    faults: LiveEhr,
+    recorder: Recorder,
+) -> None:
+    account_id = sign_in(factory, client, conn)
+    faults.set_fault("unavailable", value=0)
+    recorder.requests.clear()
+    form = {"value": "71", "unit": "kg", "when": "2026-03-04T08:30"}
+    assert client.post("/entries/new/weight", data=form).status_code == 302
+    assert recorder.requests == []  # saving never waits on a clinic
+    with factory() as session:
+        account = session.get(Account, account_id)
+        assert account is not None
+        source = service.own_source(session, account)
+        assert "71 kg" in client.get("/records/vitals").text
+        assert source.data_version >= 1
