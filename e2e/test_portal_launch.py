@@ -85,7 +85,7 @@ def test_refused_scope_is_explained(demo: Demo, page: Page) -> None:
     page.goto(f"{demo.portal}/connect")
     page.get_by_role("link", name="Connect Lakeside Family Clinic").click()
     sign_in_at_ehr(page, "marlin")
-    page.get_by_role("checkbox", name=re.compile("immunization", re.I)).uncheck()
+    page.get_by_role("checkbox", name=re.compile("^Read your immunization", re.I)).uncheck()
     page.get_by_role("button", name="Allow").click()
     wait_for_sync(page, demo)
     page.goto(f"{demo.portal}/records/immunizations")
