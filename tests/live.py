@@ -422,3 +422,27 @@ def count_by_type(factory: sessionmaker[Session], connection_id: int) -> dict[st
         .group_by(FhirRecord.resource_type),
     )
     return {t: n for t, n in found}
+
+
+RIVERSIDE = "Riverside General Hospital"
+
+
+@pytest.fixture
+def portal(app: Flask, smart: SmartSettings) -> Flask:
+    """The portal on this test's SMART settings: its token key, recorded traffic, no sleeping."""
+    app.extensions["smart"] = smart
+    return app
+
+
+@pytest.fixture
+def riverside(factory: sessionmaker[Session], live_ehr: LiveEhr) -> EhrServer:
+    with transaction(factory) as session:
+        return upsert_ehr(
+            session, name=RIVERSIDE, fhir_base=live_ehr.fhir_base, client_id=CLIENT_IDS["public"]
+        )
+
+
+@pytest.fixture
+def faults(live_ehr: LiveEhr) -> Iterator[LiveEhr]:
+    yield live_ehr
+    live_ehr.clear_faults()

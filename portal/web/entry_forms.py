@@ -43,6 +43,18 @@ EARLIEST = date(1900, 1, 1)
 NAME_REQUIRED = "Enter a name, or pick one from the list."
 
 
+def _builder(make: Callable[..., dict[str, Any]], *args: Any, **kwargs: Any) -> Builder:
+    """A Builder calling `make` with the form's values and the entry's ids, patient and time."""
+
+    def build(patient: dict[str, str], rid: str, ident: str) -> dict[str, Any]:
+        recorded = utcnow()
+        return make(
+            *args, resource_id=rid, identifier=ident, patient=patient, recorded=recorded, **kwargs
+        )
+
+    return build
+
+
 def options(pairs: list[tuple[str, str]]) -> list[SelectChoice]:
     return [SelectChoice(value, label) for value, label in pairs]
 
@@ -138,21 +150,15 @@ class MedicationForm(CodedForm):
         dose, frequency = _text(self.dose), self.frequency.data or None
         taking, started = self.taking.data == "yes", self.started.data
 
-        def build(patient: dict[str, str], rid: str, ident: str) -> dict[str, Any]:
-            return shapes.medication(
-                what,
-                taking=taking,
-                dose=dose,
-                frequency=frequency,
-                started=started,
-                resource_id=rid,
-                identifier=ident,
-                patient=patient,
-                recorded=utcnow(),
-                note=note,
-            )
-
-        return build
+        return _builder(
+            shapes.medication,
+            what,
+            taking=taking,
+            dose=dose,
+            frequency=frequency,
+            started=started,
+            note=note,
+        )
 
     def fill(self, raw: dict[str, Any]) -> None:
         self.name.data = concept_text(raw.get("medicationCodeableConcept")) or ""
@@ -192,22 +198,16 @@ class ConditionForm(CodedForm):
         what, note = self.what(), _text(self.note)
         active, since, ended = self.status.data == "active", self.since.data, self.ended.data
 
-        def build(patient: dict[str, str], rid: str, ident: str) -> dict[str, Any]:
-            return shapes.condition(
-                what,
-                category="problem-list-item",
-                active=active,
-                onset=since,
-                ended=ended,
-                severity=None,
-                resource_id=rid,
-                identifier=ident,
-                patient=patient,
-                recorded=utcnow(),
-                note=note,
-            )
-
-        return build
+        return _builder(
+            shapes.condition,
+            what,
+            category="problem-list-item",
+            active=active,
+            onset=since,
+            ended=ended,
+            severity=None,
+            note=note,
+        )
 
     def fill(self, raw: dict[str, Any]) -> None:
         self.name.data = concept_text(raw.get("code")) or ""
@@ -266,23 +266,17 @@ class AllergyForm(CodedForm):
         reaction, severity = _text(self.reaction), self.severity.data or None
         active, since = self.status.data == "active", self.since.data
 
-        def build(patient: dict[str, str], rid: str, ident: str) -> dict[str, Any]:
-            return shapes.allergy(
-                what,
-                kind=kind,
-                category=category,
-                active=active,
-                reaction=reaction,
-                severity=severity,
-                onset=since,
-                resource_id=rid,
-                identifier=ident,
-                patient=patient,
-                recorded=utcnow(),
-                note=note,
-            )
-
-        return build
+        return _builder(
+            shapes.allergy,
+            what,
+            kind=kind,
+            category=category,
+            active=active,
+            reaction=reaction,
+            severity=severity,
+            onset=since,
+            note=note,
+        )
 
     def fill(self, raw: dict[str, Any]) -> None:
         self.name.data = concept_text(raw.get("code")) or ""
@@ -311,19 +305,13 @@ class ImmunizationForm(CodedForm):
         given = self.given.data
         assert given is not None
 
-        def build(patient: dict[str, str], rid: str, ident: str) -> dict[str, Any]:
-            return shapes.immunization(
-                what,
-                given=given,
-                place=place,
-                resource_id=rid,
-                identifier=ident,
-                patient=patient,
-                recorded=utcnow(),
-                note=note,
-            )
-
-        return build
+        return _builder(
+            shapes.immunization,
+            what,
+            given=given,
+            place=place,
+            note=note,
+        )
 
     def fill(self, raw: dict[str, Any]) -> None:
         self.name.data = concept_text(raw.get("vaccineCode")) or ""
@@ -376,22 +364,16 @@ class SymptomForm(CodedForm):
             self.severity.data,
         )
 
-        def build(patient: dict[str, str], rid: str, ident: str) -> dict[str, Any]:
-            return shapes.condition(
-                what,
-                category="health-concern",
-                active=True,
-                onset=when,
-                ended=None,
-                severity=severity,
-                resource_id=rid,
-                identifier=ident,
-                patient=patient,
-                recorded=utcnow(),
-                note=note,
-            )
-
-        return build
+        return _builder(
+            shapes.condition,
+            what,
+            category="health-concern",
+            active=True,
+            onset=when,
+            ended=None,
+            severity=severity,
+            note=note,
+        )
 
     def fill(self, raw: dict[str, Any]) -> None:
         self.name.data = concept_text(raw.get("code")) or ""
@@ -419,12 +401,11 @@ class NoteForm(FlaskForm):
     def builder(self) -> Builder:
         title, text = _text(self.title) or "Note", str(self.text.data or "").strip()
 
-        def build(patient: dict[str, str], rid: str, ident: str) -> dict[str, Any]:
-            return shapes.journal_note(
-                title, text, resource_id=rid, identifier=ident, patient=patient, recorded=utcnow()
-            )
-
-        return build
+        return _builder(
+            shapes.journal_note,
+            title,
+            text,
+        )
 
     def fill(self, raw: dict[str, Any]) -> None:
         import base64

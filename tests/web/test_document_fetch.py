@@ -22,37 +22,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from portal.db import transaction
 from portal.models import EhrConnection, EhrServer, FhirRecord, SyncRun
-from portal.registry import upsert_ehr
 from portal.sandbox.fhir.store import add_resource
 from portal.sandbox.models import FhirHistory, FhirResource
 from portal.smart.settings import SmartSettings
 from portal.sync.engine import SyncSettings, enqueue, run
-from tests.live import CLIENT_IDS, Browser, LiveEhr, Recorder, connected
+from tests.live import Browser, LiveEhr, Recorder, connected
 from tests.phr.factories import MINIMAL_PDF, add_resources
 
 CLINIC = "Riverside General Hospital"
 DOWN = f"{CLINIC} did not send this document just now. Try again later."
-
-
-@pytest.fixture
-def portal(app: Flask, smart: SmartSettings) -> Flask:
-    """The portal on this test's SMART settings: its token key, recorded traffic, no sleeping."""
-    app.extensions["smart"] = smart
-    return app
-
-
-@pytest.fixture
-def riverside(factory: sessionmaker[Session], live_ehr: LiveEhr) -> EhrServer:
-    with transaction(factory) as session:
-        return upsert_ehr(
-            session, name=CLINIC, fhir_base=live_ehr.fhir_base, client_id=CLIENT_IDS["public"]
-        )
-
-
-@pytest.fixture
-def faults(live_ehr: LiveEhr) -> Iterator[LiveEhr]:
-    yield live_ehr
-    live_ehr.clear_faults()
 
 
 def linked_letter(patient: str, binary_url: str) -> dict[str, Any]:

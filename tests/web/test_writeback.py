@@ -3,7 +3,6 @@ without a create grant."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -18,33 +17,12 @@ from portal.db import transaction
 from portal.models import Account, EhrConnection, EhrServer, WriteBack
 from portal.phr.entries import service
 from portal.phr.entries.catalog import MEASURE_BY_KEY
-from portal.registry import upsert_ehr
 from portal.sandbox.models import FhirResource
 from portal.smart.settings import SmartSettings
 from portal.sync import writeback
-from tests.live import CLIENT_IDS, Browser, LiveEhr, Recorder, connected
+from tests.live import Browser, LiveEhr, Recorder, connected
 
 CLINIC = "Riverside General Hospital"
-
-
-@pytest.fixture
-def portal(app: Flask, smart: SmartSettings) -> Flask:
-    app.extensions["smart"] = smart
-    return app
-
-
-@pytest.fixture
-def riverside(factory: sessionmaker[Session], live_ehr: LiveEhr) -> EhrServer:
-    with transaction(factory) as session:
-        return upsert_ehr(
-            session, name=CLINIC, fhir_base=live_ehr.fhir_base, client_id=CLIENT_IDS["public"]
-        )
-
-
-@pytest.fixture
-def faults(live_ehr: LiveEhr) -> Iterator[LiveEhr]:
-    yield live_ehr
-    live_ehr.clear_faults()
 
 
 @pytest.fixture
