@@ -79,10 +79,19 @@ def _problem(records: Records, row: Row) -> Problem:
         or (str(raw["abatementString"]) if raw.get("abatementString") else None),
         severity=SEVERITY_WORDS.get(first_code(raw.get("severity")) or "")
         or concept_text(raw.get("severity")),
-        kind="Diagnosis at a visit" if row.category == "diagnoses" else "Health problem",
+        kind=_problem_kind(row),
         note=_note(raw),
         source=records.source(row),
     )
+
+
+def _problem_kind(row: Row) -> str:
+    if row.category == "diagnoses":
+        return "Diagnosis at a visit"
+    categories = [
+        c.get("code") for cat in row.raw.get("category") or [] for c in cat.get("coding") or []
+    ]
+    return "Symptom or concern" if "health-concern" in categories else "Health problem"
 
 
 def _note(raw: dict[str, Any]) -> str | None:

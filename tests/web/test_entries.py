@@ -283,6 +283,8 @@ def test_each_kind_is_saved_and_shown_as_yours(
     assert answer.status_code == 302
     page = client.get(SHOWN_ON[kind]).text
     assert 'class="source source-you"' in page and 'class="mine-link"' in page
+    if kind == "symptom":
+        assert "Symptom or concern" in page
     entry_id = int(page.split('class="mine-link" href="/entries/')[1].split('"')[0])
     form = client.get(f"/entries/{entry_id}/edit").text
     for value in GOOD[kind].values():
