@@ -22,7 +22,7 @@ from wtforms import (
     TextAreaField,
 )
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import InputRequired, Length, Optional, ValidationError
+from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
 
 from portal.db import utcnow
 from portal.phr.entries import shapes
@@ -74,7 +74,7 @@ def past_date(_form: FlaskForm, field: Field) -> None:
 
 
 def name_field(label: str) -> StringField:
-    return StringField(label, validators=[InputRequired(NAME_REQUIRED), Length(max=200), no_markup])
+    return StringField(label, validators=[DataRequired(NAME_REQUIRED), Length(max=200), no_markup])
 
 
 def note_field() -> TextAreaField:
@@ -392,10 +392,10 @@ class SymptomForm(CodedForm):
 
 class NoteForm(FlaskForm):
     title = StringField(
-        "Title", validators=[InputRequired("Give your note a title."), Length(max=120), no_markup]
+        "Title", validators=[DataRequired("Give your note a title."), Length(max=120), no_markup]
     )
     text = TextAreaField(
-        "Note", validators=[InputRequired("Write something."), Length(max=5000), no_markup]
+        "Note", validators=[DataRequired("Write something."), Length(max=5000), no_markup]
     )
 
     def builder(self) -> Builder:

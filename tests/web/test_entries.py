@@ -14,7 +14,7 @@ from portal.models import Account, EntryRevision, FhirRecord
 from tests.phr import factories as f
 
 SCRIPT = "<script>alert(1)</script>"
-HUGE = "9" * 5000
+HUGE = "9" * 20000
 
 
 def sign_in(client: FlaskClient, account_id: int) -> None:
@@ -359,6 +359,97 @@ def test_coded_bad_input_is_explained_and_nothing_is_saved(
     assert "<script>alert(1)</script>" not in answer.text
 
 
+# Every field of every coded form, by its sort: (sort, required).
+FIELDS = {
+    "medication": {
+        "name": ("text", True),
+        "dose": ("text", False),
+        "frequency": ("choice", False),
+        "taking": ("choice", True),
+        "started": ("date", False),
+        "note": ("text", False),
+    },
+    "allergy": {
+        "name": ("text", True),
+        "kind": ("choice", True),
+        "category": ("choice", False),
+        "reaction": ("text", False),
+        "severity": ("choice", False),
+        "status": ("choice", True),
+        "since": ("date", False),
+        "note": ("text", False),
+    },
+    "condition": {
+        "name": ("text", True),
+        "status": ("choice", True),
+        "since": ("date", False),
+        "ended": ("date", False),
+        "note": ("text", False),
+    },
+    "symptom": {
+        "name": ("text", True),
+        "when": ("datetime", True),
+        "severity": ("choice", True),
+        "note": ("text", False),
+    },
+    "immunization": {
+        "name": ("text", True),
+        "given": ("date", True),
+        "place": ("text", False),
+        "note": ("text", False),
+    },
+    "note": {"title": ("text", True), "text": ("text", True)},
+}
+REFUSED = {  # sort -> (invalid value, message for invalid, huge and script-bearing values)
+    "text": ("   ", None),
+    "choice": ("bogus", "Not a valid choice"),
+    "date": ("31/12/2000", "Not a valid date value."),
+    "datetime": ("yesterday", "Not a valid datetime value."),
+}
+TEXT_HUGE = "cannot be longer than"
+EVERY_FIELD = [
+    (kind, field, case)
+    for kind, fields in FIELDS.items()
+    for field in fields
+    for case in ("invalid", "missing", "huge", "script")
+]
+
+
+@pytest.mark.parametrize(("kind", "field", "case"), EVERY_FIELD)
+def test_every_field_refuses_bad_values(
+    app: Flask, client: FlaskClient, me: int, kind: str, field: str, case: str
+) -> None:
+    sort, required = FIELDS[kind][field]
+    invalid, invalid_message = REFUSED[sort]
+    data = {**GOOD[kind]}
+    data[field] = {"invalid": invalid, "huge": HUGE, "script": SCRIPT, "missing": ""}[case]
+    if case == "missing":
+        del data[field]
+    answer = client.post(f"/entries/new/{kind}", data=data)
+    assert "<script>alert(1)</script>" not in answer.text  # never echoed unescaped
+    refused = required or case in ("huge", "script") or sort != "text"
+    if case == "missing" and not required:
+        refused = False
+    if case == "invalid" and sort == "text" and not required:
+        refused = False  # blank optional text is simply left out
+    if not refused:
+        assert answer.status_code == 302, answer.text  # saved without it
+        assert stored(app) >= 1
+        return
+    assert answer.status_code == 200
+    assert f'id="{field}-error"' in answer.text
+    assert stored(app) == 0
+    if case == "huge":
+        expected = TEXT_HUGE if sort == "text" else invalid_message
+    elif case == "script":
+        expected = "Plain text only" if sort == "text" else invalid_message
+    elif case == "invalid":
+        expected = invalid_message or ""
+    else:
+        expected = ""
+    assert expected in answer.text
+
+
 # ---- one fact from several sources -----------------------------------------------------------
 
 
@@ -411,3 +502,15 @@ def test_merged_medicine_with_conflict_and_split(app: Flask, client: FlaskClient
     assert "Also reported by" not in after
     assert after.count('class="item-title">Hydrochlorothiazide') == 2
     assert client.get("/entries/split?record=1").status_code == 404  # nothing to split
+
+
+@pytest.mark.parametrize("tz", ["", "abc", SCRIPT, HUGE, "99999"])
+def test_a_bad_time_zone_from_the_browser_falls_back_to_utc(
+    app: Flask, client: FlaskClient, me: int, tz: str
+) -> None:
+    assert client.post("/entries/new/blood-pressure", data=bp(tz=tz)).status_code == 302
+    with app.app_context():
+        raw = db.session.scalars(
+            sa.select(FhirRecord.raw).where(FhirRecord.resource_type == "Observation")
+        ).one()
+    assert raw["effectiveDateTime"] == "2026-03-04T08:30:00+00:00"
