@@ -2,7 +2,7 @@
 
 Run with no arguments from the repository root:  .venv/bin/python benchmarks/sync.py
 
-It starts a sandbox EHR (an in-process HTTP server thread) holding the largest shared
+It starts a sandbox EHR (in a process of its own, as a real EHR is) holding the largest shared
 patient (Vito Feeney or Fletcher Hyatt, whichever has more resources), makes a temporary
 portal database, connects through the real OAuth flow, then prints:
 

@@ -1,10 +1,12 @@
 """Running one sync: claim it, fetch every planned search concurrently, store page by page.
 
 Threads: a bounded pool fetches (at most SYNC_MAX_CONNECTIONS requests in flight to the
-EHR) and hands each page to strict validation (a helper process, see validation.py) without
-waiting; one writer stores checked pages in bulk, with the run's progress and heartbeat in
-the same transaction, so records appear as they arrive and the lease stays alive. The run
-ends "complete" only if every planned search finished.
+EHR) and hands each page to a helper process (see validation.py) without waiting; there it
+is validated strictly and made into rows. References it finds are fetched as soon as it is
+checked. One writer stores the checked pages in bulk, several pages per transaction, with
+the run's progress and heartbeat in the same transaction: records appear as they arrive,
+the lease stays alive, and the writer takes little of the fetching threads' interpreter
+time. The run ends "complete" only if every planned search finished.
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ import os
 import queue
 import secrets
 import socket
+import ssl
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 import httpx
@@ -45,8 +50,8 @@ from portal.sync.plan import (
     remainder,
     sections_for,
 )
-from portal.sync.store import Checked, Inspection, check_page, quarantine, upsert_records
-from portal.sync.validation import result, submit
+from portal.sync.store import Checked, prepare_page, quarantine, upsert_records
+from portal.sync.validation import Backlog, result
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +69,9 @@ class SyncSettings:
     page_size: int = 200
     lease_seconds: int = 60
     heartbeat_seconds: float = 1.0
+    # Records and progress are written at most this often (and when a section completes,
+    # and at the end): a few larger transactions rather than one per page.
+    store_seconds: float = 0.25
     fetch_references: bool = True
     validation_processes: int = 1  # 0: validate in the sync's own threads
 
@@ -204,12 +212,10 @@ class _Message:
 
 @dataclass
 class _Page:
-    """A fetched page on its way to the writer; its inspection may still be running."""
+    """A fetched page on its way to the writer; its checking may still be running."""
 
-    resources: list[tuple[Any, str]]
-    fetched_at: datetime
-    ref_types: tuple[str, ...]
-    inspection: Future[Inspection]
+    args: tuple[Any, ...]  # of `prepare_page`
+    checked: Future[Checked]
 
 
 class _Stopped(Exception):
@@ -234,6 +240,7 @@ class _Runner:
         self.settings = settings
         self.states: dict[str, _State] = {}
         self.messages: queue.Queue[_Message] = queue.Queue()
+        self.checking = Backlog(settings.validation_processes)
         self.stop = threading.Event()
         self.stop_reason: str | None = None
         self.lease_lost = False
@@ -294,7 +301,7 @@ class _Runner:
         )
         writer.start()
         try:
-            with smart.http_client(limits=limits) as http:
+            with smart.http_client(limits=limits, verify=_tls()) as http:
                 tokens = TokenSource(self.sf, self.connection_id, smart)
                 self.client = FhirClient(self.fhir_base, tokens, http, smart)
                 with ThreadPoolExecutor(n, thread_name_prefix=f"sync-{self.run_id}") as pool:
@@ -413,15 +420,31 @@ class _Runner:
         self.messages.put(_Message("failed", search.key, error=why[:300]))
 
     def _page(self, search: Search, resources: list[tuple[Any, str]]) -> None:
-        """Hand a page to validation (another process) and the writer; fetch on at once."""
+        """Hand a page to checking (another process) and the writer; fetch on at once."""
         ref_types = () if search.purpose == "reference" else tuple(self.ref_modes)
-        args = (resources, search.resource_type, self.patient_id, ref_types, self.fhir_base)
-        page = _Page(
-            resources, utcnow(), ref_types, submit(self.settings.validation_processes, *args)
+        args = (
+            resources,
+            search.resource_type,
+            self.patient_id,
+            ref_types,
+            self.fhir_base,
+            self.connection_id,
+            utcnow(),
         )
         with self._lock:
-            self._pending += 1  # until the writer has stored it and planned its references
-        self.messages.put(_Message("page", search.key, page=page))
+            self._pending += 1  # until the writer has taken it and planned its references
+        checked = self.checking.submit(len(resources), prepare_page, *args)
+        if ref_types:
+            checked.add_done_callback(self._checked_references)
+        self.messages.put(_Message("page", search.key, page=_Page(args, checked)))
+
+    def _checked_references(self, checked: Future[Checked]) -> None:
+        """Fetch what a page refers to as soon as it is checked, not when it is stored."""
+        try:
+            if not checked.cancelled() and checked.exception() is None:
+                self._fetch_references(checked.result().references)
+        except Exception:  # the writer plans them too, or reports the failure
+            log.exception("sync run %s: planning references failed", self.run_id)
 
     def _fetch_references(self, refs: set[tuple[str, str]]) -> None:
         """Start fetching referenced resources not stored or requested yet, in batches."""
@@ -430,6 +453,13 @@ class _Runner:
             if not new:
                 return
             self._requested_refs.update(new)
+            self._pending += 1  # the run cannot end before they are planned
+        try:
+            self._plan_references(new)
+        finally:
+            self._finished()
+
+    def _plan_references(self, new: list[tuple[str, str]]) -> None:
         by_type: dict[str, list[str]] = {}
         for rtype, rid in new:
             by_type.setdefault(rtype, []).append(rid)
@@ -463,21 +493,24 @@ class _Runner:
     # -- storing (writer thread) -----------------------------------------------------------------
 
     def _writer(self) -> None:
-        closing = False
-        while not closing:
+        """Take pages and search ends in order and write them in few transactions: at most
+        every `store_seconds`, but at once when a section completes (once caught up with
+        what is queued), and at the end; the heartbeat at least every `heartbeat_seconds`."""
+        rows: list[dict[str, Any]] = []
+        quarantined: list[dict[str, Any]] = []
+        changed = ended = False  # since the last write: anything new; a search ended
+        shown_done: set[str] = set()  # sections the last write showed complete
+        now = time.monotonic
+        last = now()
+        while True:
             try:
-                batch = [self.messages.get(timeout=self.settings.heartbeat_seconds)]
+                message = self.messages.get(timeout=max(0.0, self._due(last, changed) - now()))
             except queue.Empty:
-                batch = []
-            while len(batch) < 64:
-                try:
-                    batch.append(self.messages.get_nowait())
-                except queue.Empty:
-                    break
-            closing = any(m.kind == "close" for m in batch)
-            rows: list[dict[str, Any]] = []
-            quarantined: list[dict[str, Any]] = []
-            for message in batch:
+                message = None
+            closing = message is not None and message.kind == "close"
+            if message is not None and not closing:
+                changed = True
+                ended = ended or message.kind in ("done", "failed")
                 try:
                     self._apply(message, rows, quarantined)
                 except Exception as exc:  # never let the writer die: fetchers wait on it
@@ -485,9 +518,23 @@ class _Runner:
                     self.writer_error = f"checking records failed ({type(exc).__name__})"
                     self._halt("The portal could not check the records.")
             if self.lease_lost or self.writer_error:
+                if closing:
+                    return
                 continue  # keep draining so fetchers never wait on us
+            progress: dict[str, Any] | None = None
+            if closing:
+                if not rows and not quarantined:
+                    return  # the run's end writes the final progress
+            elif now() < self._due(last, changed):
+                if not ended or not self.messages.empty():
+                    continue  # not due, or more is queued: write it together
+                ended = False
+                progress = self.progress()
+                if _complete(progress) <= shown_done:
+                    continue
+            progress = progress or self.progress()
             try:
-                self._store(rows, quarantined)
+                self._store(rows, quarantined, progress)
             except _LeaseLost:
                 self.lease_lost = True
                 self._halt("Another worker took this sync over.")
@@ -495,6 +542,16 @@ class _Runner:
                 log.exception("sync run %s: storing failed", self.run_id)
                 self.writer_error = f"storing records failed ({type(exc).__name__})"
                 self._halt("The portal could not store the records.")
+            if closing:
+                return
+            rows, quarantined = [], []
+            changed = ended = False
+            shown_done, last = _complete(progress), now()
+
+    def _due(self, last: float, changed: bool) -> float:
+        """When the writer next writes: soon when there is news, else for the heartbeat."""
+        heartbeat = self.settings.heartbeat_seconds
+        return last + (min(self.settings.store_seconds, heartbeat) if changed else heartbeat)
 
     def _apply(
         self, m: _Message, rows: list[dict[str, Any]], quarantined: list[dict[str, Any]]
@@ -504,7 +561,7 @@ class _Runner:
         elif m.kind == "page" and m.page is not None:
             state = self.states[m.key]
             try:
-                checked = self._checked(state.search, m.page)
+                checked = result(m.page.checked, prepare_page, *m.page.args)
                 state.fetched += len(checked.rows)
                 state.quarantined += len(checked.quarantined)
                 rows.extend(checked.rows)
@@ -520,24 +577,12 @@ class _Runner:
             state.done = True
             state.error = m.error
 
-    def _checked(self, search: Search, page: _Page) -> Checked:
-        args = (
-            page.resources,
-            search.resource_type,
-            self.patient_id,
-            page.ref_types,
-            self.fhir_base,
-        )
-        return check_page(
-            page.resources,
-            connection_id=self.connection_id,
-            expected_type=search.resource_type,
-            patient_id=self.patient_id,
-            fetched_at=page.fetched_at,
-            inspected=result(page.inspection, *args),
-        )
-
-    def _store(self, rows: list[dict[str, Any]], quarantined: list[dict[str, Any]]) -> None:
+    def _store(
+        self,
+        rows: list[dict[str, Any]],
+        quarantined: list[dict[str, Any]],
+        progress: dict[str, Any],
+    ) -> None:
         with transaction(self.sf) as session:
             if upsert_records(session, rows):
                 session.execute(
@@ -554,7 +599,7 @@ class _Runner:
                     SyncRun.lease_owner == self.owner,
                     SyncRun.status == "running",
                 )
-                .values(progress=self.progress(), heartbeat_at=utcnow())
+                .values(progress=progress, heartbeat_at=utcnow())
                 .execution_options(synchronize_session=False)
             )
             if beat.rowcount != 1:  # type: ignore[attr-defined]  # CursorResult has rowcount
@@ -653,6 +698,17 @@ def _finish(
                 .values(last_synced_at=now)
                 .execution_options(synchronize_session=False)
             )
+
+
+def _complete(progress: dict[str, Any]) -> set[str]:
+    """The sections a progress dict shows complete."""
+    return {section for section, p in progress.items() if p["done"]}
+
+
+@cache
+def _tls() -> ssl.SSLContext:
+    """httpx's default TLS context, built once: loading the CA bundle takes milliseconds."""
+    return httpx.create_ssl_context()
 
 
 def _counted(search: Search) -> bool:

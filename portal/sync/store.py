@@ -8,6 +8,7 @@ its page is stored. Quarantine reasons name elements, never their values.
 from __future__ import annotations
 
 import functools
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,6 +24,9 @@ from portal.models import FhirRecord, QuarantinedResource
 from portal.phr.classify import classify, parse_datetime
 
 FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+# A "reference" key with a string value in json.dumps output (keys follow "{" or ", "; a
+# quote inside a string is escaped, so text within strings never matches).
+REFERENCE_TEXT = re.compile(r'(?:\{|, )"reference": "((?:[^"\\]|\\.)*)"')
 PATIENT_PATHS = ("subject", "patient", "beneficiary")
 
 
@@ -67,6 +71,35 @@ def check_page(
     return out
 
 
+def prepare_page(
+    resources: list[tuple[Any, str]],
+    expected_type: str,
+    patient_id: str,
+    referenced_types: tuple[str, ...],
+    fhir_base: str,
+    connection_id: int,
+    fetched_at: datetime,
+) -> Checked:
+    """`check_page` with each row's raw JSON already encoded (`raw_json` instead of `raw`).
+
+    Pure and picklable: a validation process does all the CPU work of a page, and the
+    writer only executes the upsert.
+    """
+    reasons, _ = inspect(resources, expected_type, patient_id)
+    out = Checked()
+    for (resource, _mode), reason in zip(resources, reasons, strict=True):
+        if reason is not None:
+            out.quarantined.append(_quarantine_row(connection_id, resource, reason, fetched_at))
+            continue
+        row = record_row(connection_id, resource, fetched_at)
+        text = json.dumps(row.pop("raw"))  # the text the JSON column would write
+        row["raw_json"] = text
+        out.rows.append(row)
+        if referenced_types:
+            out.references |= text_references(text, referenced_types, fhir_base)
+    return out
+
+
 def inspect(
     resources: list[tuple[Any, str]],
     expected_type: str,
@@ -98,7 +131,7 @@ def problem(resource: Any, expected_type: str | None, patient_id: str) -> str | 
     if not isinstance(rid, str) or not FHIR_ID.match(rid):
         return "no valid id"
     try:
-        FHIRElementFactory.instantiate(rtype, resource)
+        _model(rtype)(resource)  # what FHIRElementFactory.instantiate(rtype, resource) does
     except FHIRValidationError as exc:
         return "not valid FHIR R4: " + _summary(exc)
     except (TypeError, ValueError, AttributeError, KeyError) as exc:
@@ -108,6 +141,13 @@ def problem(resource: Any, expected_type: str | None, patient_id: str) -> str | 
     if rtype == "Patient" and expected_type == "Patient" and rid != patient_id:
         return "another patient's Patient resource"
     return None
+
+
+@functools.lru_cache(maxsize=64)
+def _model(rtype: str) -> Any:
+    """The fhirclient class (strict by default) FHIRElementFactory builds for `rtype`, found
+    once: the factory finds it by comparing with each of some 650 names."""
+    return type(FHIRElementFactory.instantiate(rtype, None))
 
 
 def _summary(exc: FHIRValidationError) -> str:
@@ -146,6 +186,20 @@ def references(resource: Any, types: tuple[str, ...], fhir_base: str = "") -> se
             stack.extend(v for v in value.values() if isinstance(v, dict | list))
         elif isinstance(value, list):
             stack.extend(v for v in value if isinstance(v, dict | list))
+    return found
+
+
+def text_references(text: str, types: tuple[str, ...], fhir_base: str = "") -> set[tuple[str, str]]:
+    """`references(json.loads(text), ...)`, read from `json.dumps` output without parsing it."""
+    found: set[tuple[str, str]] = set()
+    for ref in REFERENCE_TEXT.findall(text):
+        if "\\" in ref:
+            ref = json.loads(f'"{ref}"')
+        if fhir_base and ref.startswith(fhir_base + "/"):
+            ref = ref[len(fhir_base) + 1 :]
+        parts = ref.split("/")
+        if len(parts) == 2 and parts[0] in types and FHIR_ID.match(parts[1]):
+            found.add((parts[0], parts[1]))
     return found
 
 
@@ -205,26 +259,36 @@ UPDATED_COLUMNS = (
 
 
 def upsert_records(session: Session, rows: list[dict[str, Any]]) -> int:
-    """Insert or update records by (connection, type, id) in one executemany."""
+    """Insert or update records by (connection, type, id) in one executemany.
+
+    Rows carry `raw` (the resource) or, from `prepare_page`, `raw_json` (its JSON text,
+    bound as is); not both kinds in one call.
+    """
     if not rows:
         return 0
     unique = list(
         {(r["connection_id"], r["resource_type"], r["resource_id"]): r for r in rows}.values()
     )
-    session.execute(_upsert_statement(session.get_bind().dialect.name), unique)
+    dialect = session.get_bind().dialect.name
+    session.execute(_upsert_statement(dialect, "raw_json" in unique[0]), unique)
     return len(unique)
 
 
 @functools.cache
-def _upsert_statement(dialect: str) -> Any:
-    """INSERT ... ON CONFLICT DO UPDATE, built once per dialect (so compiled once)."""
+def _upsert_statement(dialect: str, encoded: bool) -> Any:
+    """INSERT ... ON CONFLICT DO UPDATE, built once per dialect and kind of row (so compiled
+    once)."""
     table = cast(sa.Table, FhirRecord.__table__)
     if dialect == "postgresql":
         stmt: Any = postgresql.insert(table)
+        text: Any = sa.cast(sa.bindparam("raw_json", type_=sa.Text()), postgresql.JSONB)
     elif dialect == "sqlite":
         stmt = sqlite.insert(table)
+        text = sa.bindparam("raw_json", type_=sa.Text())  # SQLite keeps JSON as this text
     else:
         raise NotImplementedError(f"upsert on {dialect}")
+    if encoded:
+        stmt = stmt.values(raw=text)
     return stmt.on_conflict_do_update(
         index_elements=["connection_id", "resource_type", "resource_id"],
         set_={name: getattr(stmt.excluded, name) for name in UPDATED_COLUMNS},

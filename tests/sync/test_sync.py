@@ -151,6 +151,39 @@ def test_every_page_is_followed(
     assert len(paged) >= 18
 
 
+def test_pages_are_stored_together_and_each_write_bumps_the_data_version_once(
+    factory, conn: int, smart: SmartSettings, live_ehr: LiveEhr, recorder: Recorder
+) -> None:
+    writes: list[str] = []
+
+    def count(_conn, _cursor, statement: str, *_args) -> None:
+        if statement.startswith("INSERT INTO fhir_record"):
+            writes.append("records")
+        elif statement.startswith("UPDATE sync_run") and "progress" in statement:
+            writes.append("progress")
+
+    engine = factory.kw["bind"]
+    # No writes by the clock: only when a section completes, and at the end.
+    slow = SyncSettings(
+        smart=smart, page_size=7, max_connections=3, heartbeat_seconds=30, store_seconds=30
+    )
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        done = sync_once(factory, conn, slow)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
+    assert done.status == "complete"
+    pages = len(fhir_searches(recorder))
+    stored = writes.count("records")
+    assert 1 <= stored < pages / 2  # several pages per transaction
+    assert writes.count("progress") <= len(done.progress) + 2  # sections, the end, the finish
+    with factory() as session:
+        connection = session.get(EhrConnection, conn)
+        assert connection is not None and connection.data_version == stored
+    counts = count_by_type(factory, conn)
+    assert {t: n for t, n in counts.items() if t in PATIENT_TYPES} == expected_counts(live_ehr)
+
+
 @pytest.mark.parametrize("fault", ["rate_limit", "unavailable"])
 def test_retry_after_is_honoured_and_the_sync_completes(
     fault: str,
