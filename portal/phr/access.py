@@ -60,7 +60,10 @@ def open_record(session: Session, viewer_id: int, owner_id: int | None = None) -
         raise AccessDenied("no such record")
     if owner_id != viewer_id:
         raise AccessDenied("not shared with you")
-    connections = session.scalars(_CONNECTIONS, {"owner": owner_id}).all()
+    if "connections" not in sa.inspect(owner).unloaded:  # loaded with it (see web.auth)
+        connections = list(owner.connections)
+    else:
+        connections = list(session.scalars(_CONNECTIONS, {"owner": owner_id}).all())
     return RecordView(
         owner=owner, viewer_id=viewer_id, sections=None, connections=tuple(connections)
     )

@@ -110,7 +110,12 @@ class ConnectionStatus:
 def connection_status(
     session: Session, connection: EhrConnection, now: datetime | None = None
 ) -> ConnectionStatus:
-    run = latest_run(session, connection.id)
+    return _status(connection, latest_run(session, connection.id), now)
+
+
+def _status(
+    connection: EhrConnection, run: SyncRun | None, now: datetime | None
+) -> ConnectionStatus:
     return ConnectionStatus(
         now=now,
         connection_id=connection.id,
@@ -156,8 +161,25 @@ def overview(session: Session, account_id: int) -> list[ConnectionStatus]:
 def of_connections(
     session: Session, connections: Iterable[EhrConnection], now: datetime | None = None
 ) -> list[ConnectionStatus]:
-    """The status of these connections (a record's), in their order."""
-    return [connection_status(session, c, now) for c in connections]
+    """The status of these connections (a record's), in their order (one query for all)."""
+    connections = list(connections)
+    if not connections:
+        return []
+    runs = {
+        run.connection_id: run
+        for run in session.scalars(_LATEST_RUNS, {"ids": [c.id for c in connections]})
+    }
+    return [_status(c, runs.get(c.id), now) for c in connections]
+
+
+# Each connection's most recent run (built once: the summary asks on every visit).
+_LATEST_RUNS = sa.select(SyncRun).where(
+    SyncRun.id.in_(
+        sa.select(sa.func.max(SyncRun.id))
+        .where(SyncRun.connection_id.in_(sa.bindparam("ids", expanding=True)))
+        .group_by(SyncRun.connection_id)
+    )
+)
 
 
 def registry(session: Session) -> list[EhrServer]:

@@ -8,10 +8,11 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from flask import abort, g, redirect, request, session, url_for
+from sqlalchemy.orm import joinedload
 
 from portal.db import utcnow
 from portal.extensions import db
-from portal.models import Account
+from portal.models import Account, EhrConnection
 from portal.phr.access import AccessDenied, RecordView, open_record
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -29,10 +30,16 @@ def sign_out() -> None:
     session.clear()
 
 
+_WITH_CONNECTIONS = (joinedload(Account.connections).joinedload(EhrConnection.ehr),)
+
+
 def current_account() -> Account | None:
     if "current_account" not in g:
         account_id = session.get("account_id")
-        g.current_account = db.session.get(Account, account_id) if account_id else None
+        # With its connections in the same query: the records pages open them right after.
+        g.current_account = (
+            db.session.get(Account, account_id, options=_WITH_CONNECTIONS) if account_id else None
+        )
     account: Account | None = g.current_account
     return account
 
