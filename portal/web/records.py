@@ -88,7 +88,11 @@ def _records(record: RecordView, section: str | None) -> Records:
 def _build_id(root: str, templates: str) -> str:
     """The code and templates that draw records pages: a deploy makes prepared pages miss."""
     digest = hashlib.sha256()
-    for folder, pattern in ((templates, "**/*.html"), (root, "phr/*.py"), (root, "web/records.py")):
+    for folder, pattern in (
+        (templates, "**/*.html"),
+        (root, "phr/**/*.py"),
+        (root, "web/records.py"),
+    ):
         for path in sorted(Path(folder).glob(pattern)):
             digest.update(path.name.encode() + path.read_bytes())
     return digest.hexdigest()
@@ -340,7 +344,7 @@ def vitals() -> Response:
         records,
         "records/vitals.html",
         "content",
-        "Vitals",
+        "Vital signs",
         lambda: {
             "data": vital_signs.vitals(records),
             "state": records.section("vitals"),
