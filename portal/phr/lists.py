@@ -49,14 +49,6 @@ class Problem:
     merged: tuple[int, ...] = ()  # the records folded into this item (to split them again)
 
 
-def problem_filter(show: str) -> list[sa.ColumnElement[bool]]:
-    if show == "past":
-        return [FhirRecord.status.in_(PAST_PROBLEM)]
-    if show == "active":
-        return [sa.or_(FhirRecord.status.is_(None), FhirRecord.status.notin_(PAST_PROBLEM))]
-    return []
-
-
 def problems(records: Records, show: str = "active", limit: int | None = None) -> list[Problem]:
     """Health problems and visit diagnoses: `active`, `past` or `all`; the same problem from
     several sources once (see portal.phr.merge), shown as active when any source says so."""
@@ -119,15 +111,6 @@ class Medication:
     also: tuple[str, ...] = ()  # other sources that report the same fact
     conflict: str | None = None  # where those sources disagree, in words
     merged: tuple[int, ...] = ()  # the records folded into this item (to split them again)
-
-
-def medication_filter(show: str) -> list[sa.ColumnElement[bool]]:
-    current = sa.or_(FhirRecord.status.is_(None), FhirRecord.status.in_(CURRENT_MEDICATION))
-    if show == "past":
-        return [sa.not_(current)]
-    if show == "current":
-        return [current]
-    return []
 
 
 def medications(

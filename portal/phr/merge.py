@@ -18,11 +18,10 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 
-import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from portal.models import MergeSplit
-from portal.phr.records import Records, Row
+from portal.phr.records import Records, Row, splits_of
 
 
 @dataclass(frozen=True)
@@ -72,7 +71,7 @@ def fold(
     `day`: what else must be equal for a code to match (the day of a vaccine; the moment and
     value of a reading); a row for which it is None matches by identifier only.
     """
-    splits = records_splits(records)
+    splits = records.splits
     rank = {c.id: i for i, c in enumerate(records.connections)}
     order = {row.id: i for i, row in enumerate(rows)}
     # Clinics' rows first, newest first, the first-connected clinic first on a tie; then the
@@ -116,24 +115,6 @@ def fold(
     facts = [Fact(tuple(g)) for g in groups]
     facts.sort(key=lambda f: min(position[r.id] for r in f.rows))
     return facts
-
-
-def records_splits(records: Records) -> frozenset[frozenset[int]]:
-    """Pairs of records the patient said are not the same (loaded once per reader)."""
-    cached: frozenset[frozenset[int]] | None = getattr(records, "_splits", None)
-    if cached is None:
-        cached = splits_of(records.session, records.view.owner.id)
-        records._splits = cached  # type: ignore[attr-defined]  # a per-reader cache
-    return cached
-
-
-def splits_of(session: Session, account_id: int) -> frozenset[frozenset[int]]:
-    rows = session.execute(
-        sa.select(MergeSplit.record_a, MergeSplit.record_b).where(
-            MergeSplit.account_id == account_id
-        )
-    )
-    return frozenset(frozenset((a, b)) for a, b in rows)
 
 
 def split(session: Session, account_id: int, record_ids: Iterable[int]) -> int:

@@ -7,6 +7,7 @@ by (connection_id, category), the index the records pages are built on. Records 
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
 
 from portal.db import JSONType
-from portal.models import EhrConnection, FhirRecord
+from portal.models import EhrConnection, FhirRecord, MergeSplit
 from portal.phr.access import RecordView
 from portal.phr.words import (
     age_text,
@@ -417,6 +418,11 @@ class Records:
     def source(self, row: Row) -> str:
         return self.sources.get(row.connection_id, "")
 
+    @functools.cached_property
+    def splits(self) -> frozenset[frozenset[int]]:
+        """Pairs of records the patient said are not the same fact (portal.phr.merge)."""
+        return splits_of(self.session, self.view.owner.id)
+
     def is_own(self, row: Row) -> bool:
         """Whether the patient entered this themselves (their "self" source)."""
         return row.connection_id in self.own_ids
@@ -451,6 +457,16 @@ class Records:
             return str(reference["display"])
         key = ref_key(reference)
         return names.get((row.connection_id, key)) if key else None
+
+
+def splits_of(session: Session, account_id: int) -> frozenset[frozenset[int]]:
+    """Pairs of records the person said are not the same fact."""
+    rows = session.execute(
+        sa.select(MergeSplit.record_a, MergeSplit.record_b).where(
+            MergeSplit.account_id == account_id
+        )
+    )
+    return frozenset(frozenset((a, b)) for a, b in rows)
 
 
 def _refs(raw: dict[str, Any], element: str) -> list[Any]:

@@ -14,7 +14,7 @@ from portal.db import utcnow
 from portal.models import EhrConnection, EhrServer, SyncRun
 from portal.phr.words import ago_text, date_text
 from portal.smart.scopes import SECTION_NAMES, missing_sections
-from portal.sync.engine import ACTIVE, latest_run
+from portal.sync.engine import ACTIVE
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ class ConnectionStatus:
 def connection_status(
     session: Session, connection: EhrConnection, now: datetime | None = None
 ) -> ConnectionStatus:
-    return _status(connection, latest_run(session, connection.id), now)
+    return of_connections(session, [connection], now)[0]
 
 
 def _status(
@@ -155,7 +155,7 @@ def overview(session: Session, account_id: int) -> list[ConnectionStatus]:
         .where(EhrConnection.account_id == account_id, EhrConnection.kind == "ehr")
         .order_by(EhrConnection.id)
     ).all()
-    return [connection_status(session, c) for c in connections]
+    return of_connections(session, connections)
 
 
 def of_connections(

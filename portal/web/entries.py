@@ -29,7 +29,7 @@ from wtforms.validators import InputRequired, Length, Optional, ValidationError
 
 from portal.db import utcnow
 from portal.extensions import db
-from portal.models import Account, EhrConnection
+from portal.models import Account
 from portal.phr import merge
 from portal.phr.entries import service
 from portal.phr.entries.catalog import MEASURE_BY_KEY, MEASURES, Measure
@@ -320,8 +320,7 @@ def split() -> Response | str:
     back = url_for(CATEGORY_PAGES.get(found[0].category, "records.summary"))
     if request.method == "POST":
         merge.split(db.session, account.id, [r.id for r in found])
-        source = service.own_source(db.session, account)
-        source.data_version = EhrConnection.data_version + 1  # the pages change
+        service.changed(service.own_source(db.session, account))  # the pages change
         flash("Done: they are shown separately now.")
         return redirect(back)
     items = [(records.source(r), r.display or r.resource_type) for r in found]

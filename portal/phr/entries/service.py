@@ -246,10 +246,16 @@ def _save(
             changed_by=account.id,
         )
     )
-    # Prepared pages of this record must miss (an SQL increment: two saves at once count twice).
-    source.data_version = EhrConnection.data_version + 1
+    changed(source)
     session.flush()
     return record
+
+
+def changed(source: EhrConnection) -> None:
+    """The person's own part of the record changed: their prepared pages must miss.
+
+    An SQL increment, so two saves at once count twice."""
+    source.data_version = EhrConnection.data_version + 1
 
 
 def _columns(record: FhirRecord, resource: dict[str, Any], now: datetime) -> FhirRecord:
