@@ -422,3 +422,26 @@ def test_records_of_a_disconnected_clinic_stay(app: Flask, client: FlaskClient) 
     assert "You disconnected Riverside General Hospital" in summary
     assert "Metformin" in summary
     assert "Metformin" in client.get("/records/medications").text
+
+
+TITLES = {
+    "/records/": "Summary",
+    "/records/problems": "Problems",
+    "/records/medications": "Medications",
+    "/records/allergies": "Allergies",
+    "/records/immunizations": "Immunizations",
+    "/records/labs": "Lab results",
+    "/records/vitals": "Vital signs",
+    "/records/visits": "Visits",
+    "/records/procedures": "Procedures",
+    "/records/documents": "Documents",
+    "/records/care-plans": "Care plans and goals",
+    "/records/care-team": "Care team",
+    "/records/coverage": "Coverage",
+    "/records/vitals/weight": "Weight · Vital signs",
+}
+
+
+def test_every_page_has_its_title(client: FlaskClient, vito: list[dict[str, Any]]) -> None:
+    for path, title in TITLES.items():
+        assert f"<title>{title} · My Health Record</title>" in client.get(path).text, path
