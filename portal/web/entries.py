@@ -6,9 +6,6 @@ opening their own record and that the entry is one of theirs (`entries.entry_of`
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime, timedelta, timezone
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from flask import (
@@ -21,11 +18,7 @@ from flask import (
     request,
     url_for,
 )
-from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response
-from wtforms import DateTimeLocalField, HiddenField, SelectField, StringField, TextAreaField
-from wtforms.fields.choices import SelectChoice
-from wtforms.validators import InputRequired, Length, Optional, ValidationError
 
 from portal.db import utcnow
 from portal.extensions import db
@@ -37,15 +30,16 @@ from portal.phr.records import Records
 from portal.phr.words import concept_text, date_text, number, unit_words
 from portal.sync import writeback
 from portal.web.auth import current_account, login_required, record_or_403
-from portal.web.entry_forms import KIND_BY_KEY, KINDS, EntryKind, SymptomForm, kind_of
+from portal.web.entry_forms import (
+    KIND_BY_KEY,
+    KINDS,
+    EntryKind,
+    MeasurementForm,
+    SymptomForm,
+    kind_of,
+)
 
 bp = Blueprint("entries", __name__, url_prefix="/entries")
-
-NOTE_LIMIT = 1000
-NUMBER = re.compile(r"^\s*\d{1,7}([.,]\d{1,3})?\s*$")
-MARKUP = re.compile(r"<\s*[A-Za-z/!?]")
-FUTURE_SLACK = timedelta(minutes=10)
-EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 
 
 def _owner() -> Account:
@@ -63,109 +57,6 @@ def _measure(key: str) -> Measure:
     if measure is None:
         abort(404)
     return measure
-
-
-class MeasurementForm(FlaskForm):
-    """A measurement; values are kept as typed so an error never loses them."""
-
-    value = StringField(validators=[InputRequired("Enter a number."), Length(max=20)])
-    second = StringField(validators=[Length(max=20)])
-    unit = SelectField("Unit", validators=[InputRequired("Choose a unit.")])
-    when = DateTimeLocalField(
-        "When", format="%Y-%m-%dT%H:%M", validators=[InputRequired("Enter the date and time.")]
-    )
-    tz = HiddenField(default="0")  # the browser's offset from UTC in minutes (static/entries.js)
-    note = TextAreaField("Note (optional)", validators=[Optional(), Length(max=NOTE_LIMIT)])
-
-    def __init__(self, measure: Measure, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.measure = measure
-        self.unit.choices = [SelectChoice(u.code, u.label) for u in measure.units]
-        first = measure.components[0][2] if measure.components else f"{measure.name}"
-        self.value.label.text = first
-        if measure.components:
-            self.second.label.text = measure.components[1][2]
-
-    def validate_note(self, field: StringField) -> None:
-        if field.data and MARKUP.search(field.data):
-            raise ValidationError("Notes are plain text: remove anything like <script> or <b>.")
-
-    def validate_second(self, field: StringField) -> None:
-        if self.measure.components and not (field.data or "").strip():
-            raise ValidationError("Enter the bottom number.")
-
-    def zone(self) -> timezone:
-        """The patient's time zone as the browser said (JS getTimezoneOffset); else UTC."""
-        try:
-            minutes = int(self.tz.data or 0)
-        except ValueError:
-            minutes = 0
-        return timezone(-timedelta(minutes=minutes if -900 <= minutes <= 900 else 0))
-
-    def checked(self) -> service.MeasurementInput | None:
-        """The entry, or None with errors on the fields (nothing is saved then)."""
-        if not self.validate():
-            return None
-        fields = [self.value, self.second] if self.measure.components else [self.value]
-        values = [self._number(f) for f in fields]
-        when = self._when()
-        if any(v is None for v in values) or when is None:
-            return None
-        numbers = tuple(v for v in values if v is not None)
-        if self.measure.components and numbers[0] <= numbers[1]:
-            self.second.errors = [*self.second.errors, "The bottom number is lower than the top."]
-            return None
-        note = (self.note.data or "").strip() or None
-        return service.MeasurementInput(self.measure, numbers, self.unit.data, when, note)
-
-    def _number(self, field: StringField) -> Decimal | None:
-        text = (field.data or "").strip()
-        measure = self.measure
-        unit = measure.unit(self.unit.data or "")
-        if not NUMBER.match(text):
-            field.errors = [*field.errors, "Enter a number, like 72 or 72.5."]
-            return None
-        try:
-            value = Decimal(text.replace(",", "."))
-        except InvalidOperation:
-            field.errors = [*field.errors, "Enter a number, like 72 or 72.5."]
-            return None
-        if measure.integer and value != value.to_integral_value():
-            field.errors = [*field.errors, "Enter a whole number."]
-            return None
-        assert unit is not None  # SelectField checked the choice
-        base = unit.to_base(float(value))
-        if not measure.low <= base <= measure.high:
-            low = _in_unit(measure.low, unit, measure)
-            high = _in_unit(measure.high, unit, measure)
-            field.errors = [
-                *field.errors,
-                f"That looks like a typing mistake: enter a value between {low} and {high} "
-                f"{unit.label}.",
-            ]
-            return None
-        return value
-
-    def _when(self) -> datetime | None:
-        local = self.when.data
-        assert local is not None
-        when = local.replace(tzinfo=self.zone(), second=0, microsecond=0)  # kept in local time
-        if when > utcnow() + FUTURE_SLACK:
-            self.when.errors = [*self.when.errors, "That time is in the future."]
-            return None
-        if when < EARLIEST:
-            self.when.errors = [*self.when.errors, "Enter a date after 1900."]
-            return None
-        return when
-
-
-def _in_unit(value: float, unit: Any, measure: Measure) -> str:
-    """A range end (in the measure's first unit) in the unit the patient chose."""
-    if unit.code == measure.units[0].code:
-        return number(value)
-    one = unit.to_base(1.0) - unit.to_base(0.0)
-    zero = unit.to_base(0.0)
-    return number(round((value - zero) / one, 1))
 
 
 @bp.get("/new")
@@ -243,7 +134,7 @@ def edit(record_id: int) -> Response | str:
             flash(f"Saved the change to your {measure.name.lower()} reading.")
             return redirect(url_for("entries.show", record_id=record_id))
     else:
-        _fill(form, record.raw)
+        form.fill(record.raw)
     return render_template("entries/measurement.html", form=form, measure=measure, editing=record)
 
 
@@ -339,25 +230,6 @@ def _kind(code: str | None) -> str:
 
     kind = KIND_BY_CODE.get(code or "")
     return kind.key if kind else "others"
-
-
-def _fill(form: MeasurementForm, raw: dict[str, Any]) -> None:
-    """An entry's values back into the form, as they were saved."""
-    quantities = [c.get("valueQuantity") or {} for c in raw.get("component") or []] or [
-        raw.get("valueQuantity") or {}
-    ]
-    form.value.data = str(quantities[0].get("value", ""))
-    if len(quantities) > 1:
-        form.second.data = str(quantities[1].get("value", ""))
-    form.unit.data = quantities[0].get("code")
-    when = raw.get("effectiveDateTime")
-    if isinstance(when, str):  # saved in the patient's local time, with its offset
-        parsed = datetime.fromisoformat(when)
-        form.when.data = parsed.replace(tzinfo=None)
-        offset = parsed.utcoffset()
-        form.tz.data = str(-int(offset.total_seconds() // 60)) if offset is not None else "0"
-    notes = raw.get("note") or []
-    form.note.data = notes[0].get("text") if notes else ""
 
 
 def _back(raw: dict[str, Any]) -> tuple[str, str]:

@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 
 from flask_wtf import FlaskForm
@@ -33,13 +34,16 @@ from portal.phr.entries.catalog import (
     SYMPTOMS,
     VACCINES,
     Concept,
+    Measure,
+    Unit,
     find_concept,
 )
-from portal.phr.entries.service import Builder
-from portal.phr.words import concept_text
+from portal.phr.entries.service import Builder, MeasurementInput
+from portal.phr.words import concept_text, number
 
 MARKUP = re.compile(r"<\s*[A-Za-z/!?]")
 EARLIEST = date(1900, 1, 1)
+FUTURE_SLACK = timedelta(minutes=10)  # a clock a little ahead of ours is not the future
 NAME_REQUIRED = "Enter a name, or pick one from the list."
 
 
@@ -79,6 +83,48 @@ def name_field(label: str) -> StringField:
 
 def note_field() -> TextAreaField:
     return TextAreaField("Note (optional)", validators=[Optional(), Length(max=1000), no_markup])
+
+
+def when_field() -> DateTimeLocalField:
+    return DateTimeLocalField(
+        "When", format="%Y-%m-%dT%H:%M", validators=[InputRequired("Enter the date and time.")]
+    )
+
+
+class LocalMoment:
+    """For forms with `when` (a datetime-local input) and `tz` (the browser's offset, from
+    static/entries.js): the moment in the patient's own time zone, checked for sense."""
+
+    when: DateTimeLocalField
+    tz: HiddenField
+
+    def validate_when(self, field: DateTimeLocalField) -> None:
+        if field.data is None:
+            return
+        when = self.moment()
+        if when > utcnow() + FUTURE_SLACK:
+            raise ValidationError("That time is in the future.")
+        if when.date() < EARLIEST:
+            raise ValidationError("Enter a date after 1900.")
+
+    def moment(self) -> datetime:
+        """`when` in the browser's zone (UTC when it did not say or said nonsense)."""
+        try:
+            minutes = int(self.tz.data or 0)
+        except ValueError:
+            minutes = 0
+        zone = timezone(-timedelta(minutes=minutes if -900 <= minutes <= 900 else 0))
+        assert self.when.data is not None
+        return self.when.data.replace(tzinfo=zone, second=0, microsecond=0)
+
+    def fill_moment(self, value: Any) -> None:
+        """A saved moment (with its offset) back into `when` and `tz`, as it was typed."""
+        if not isinstance(value, str) or "T" not in value:
+            return
+        parsed = datetime.fromisoformat(value)
+        self.when.data = parsed.replace(tzinfo=None)
+        offset = parsed.utcoffset()
+        self.tz.data = str(-int(offset.total_seconds() // 60)) if offset else "0"
 
 
 def _text(field: Field) -> str | None:
@@ -323,12 +369,10 @@ class ImmunizationForm(CodedForm):
         self.note.data = note
 
 
-class SymptomForm(CodedForm):
+class SymptomForm(LocalMoment, CodedForm):
     concepts = SYMPTOMS
     name = name_field("Symptom")
-    when = DateTimeLocalField(
-        "When", format="%Y-%m-%dT%H:%M", validators=[InputRequired("Enter the date and time.")]
-    )
+    when = when_field()
     tz = HiddenField(default="0")
     severity = SelectField(
         "How bad",
@@ -337,24 +381,6 @@ class SymptomForm(CodedForm):
         validators=[InputRequired("Say how bad it is.")],
     )
     note = note_field()
-
-    def validate_when(self, field: DateTimeLocalField) -> None:
-        if field.data is None:
-            return
-        when = self.moment()
-        if when > utcnow() + timedelta(minutes=10):
-            raise ValidationError("That time is in the future.")
-        if when.date() < EARLIEST:
-            raise ValidationError("Enter a date after 1900.")
-
-    def moment(self) -> datetime:
-        try:
-            minutes = int(self.tz.data or 0)
-        except ValueError:
-            minutes = 0
-        zone = timezone(-timedelta(minutes=minutes if -900 <= minutes <= 900 else 0))
-        assert self.when.data is not None
-        return self.when.data.replace(tzinfo=zone, second=0, microsecond=0)
 
     def builder(self) -> Builder:
         what, note, when, severity = (
@@ -377,12 +403,7 @@ class SymptomForm(CodedForm):
 
     def fill(self, raw: dict[str, Any]) -> None:
         self.name.data = concept_text(raw.get("code")) or ""
-        onset = raw.get("onsetDateTime")
-        if isinstance(onset, str) and "T" in onset:
-            parsed = datetime.fromisoformat(onset)
-            self.when.data = parsed.replace(tzinfo=None)
-            offset = parsed.utcoffset()
-            self.tz.data = str(-int(offset.total_seconds() // 60)) if offset else "0"
+        self.fill_moment(raw.get("onsetDateTime"))
         codes = [c.get("code") for c in (raw.get("severity") or {}).get("coding", [])]
         self.severity.data = next(
             (k for k, (code, _d) in shapes.SEVERITY.items() if code in codes), "mild"
@@ -416,6 +437,93 @@ class NoteForm(FlaskForm):
             self.text.data = base64.b64decode(attachment.get("data") or "").decode()
         except ValueError:
             self.text.data = ""
+
+
+# ---- measurements -------------------------------------------------------------------------
+
+NUMBER = re.compile(r"^\s*\d{1,7}([.,]\d{1,3})?\s*$")
+NOT_A_NUMBER = "Enter a number, like 72 or 72.5."
+
+
+class MeasurementForm(LocalMoment, FlaskForm):
+    """A vital sign or measurement; values are kept as typed so an error never loses them."""
+
+    value = StringField(validators=[InputRequired("Enter a number."), Length(max=20)])
+    second = StringField(validators=[Length(max=20)])
+    unit = SelectField("Unit", validators=[InputRequired("Choose a unit.")])
+    when = when_field()
+    tz = HiddenField(default="0")
+    note = note_field()
+
+    def __init__(self, measure: Measure, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.measure = measure
+        self.unit.choices = [SelectChoice(u.code, u.label) for u in measure.units]
+        self.value.label.text = measure.components[0][2] if measure.components else measure.name
+        if measure.components:
+            self.second.label.text = measure.components[1][2]
+
+    def validate_second(self, field: StringField) -> None:
+        if self.measure.components and not (field.data or "").strip():
+            raise ValidationError("Enter the bottom number.")
+
+    def checked(self) -> MeasurementInput | None:
+        """The entry, or None with errors on the fields (nothing is saved then)."""
+        if not self.validate():
+            return None
+        fields = [self.value, self.second] if self.measure.components else [self.value]
+        values = [self._number(f) for f in fields]
+        if any(v is None for v in values):
+            return None
+        numbers = tuple(v for v in values if v is not None)
+        if self.measure.components and numbers[0] <= numbers[1]:
+            self.second.errors = [*self.second.errors, "The bottom number is lower than the top."]
+            return None
+        note = (self.note.data or "").strip() or None
+        return MeasurementInput(self.measure, numbers, self.unit.data or "", self.moment(), note)
+
+    def _number(self, field: StringField) -> Decimal | None:
+        text = (field.data or "").strip()
+        measure = self.measure
+        unit = measure.unit(self.unit.data or "")
+        if not NUMBER.match(text):
+            field.errors = [*field.errors, NOT_A_NUMBER]
+            return None
+        value = Decimal(text.replace(",", "."))  # the pattern admits only decimals
+        if measure.integer and value != value.to_integral_value():
+            field.errors = [*field.errors, "Enter a whole number."]
+            return None
+        assert unit is not None  # SelectField checked the choice
+        if not measure.low <= unit.to_base(float(value)) <= measure.high:
+            low, high = _in_unit(measure.low, unit, measure), _in_unit(measure.high, unit, measure)
+            field.errors = [
+                *field.errors,
+                f"That looks like a typing mistake: enter a value between {low} and {high} "
+                f"{unit.label}.",
+            ]
+            return None
+        return value
+
+    def fill(self, raw: dict[str, Any]) -> None:
+        """An entry's values back into the form, as they were saved."""
+        quantities = [c.get("valueQuantity") or {} for c in raw.get("component") or []] or [
+            raw.get("valueQuantity") or {}
+        ]
+        self.value.data = str(quantities[0].get("value", ""))
+        if len(quantities) > 1:
+            self.second.data = str(quantities[1].get("value", ""))
+        self.unit.data = quantities[0].get("code")
+        self.fill_moment(raw.get("effectiveDateTime"))
+        self.note.data = _note_of(raw)
+
+
+def _in_unit(value: float, unit: Unit, measure: Measure) -> str:
+    """A range end (in the measure's first unit) in the unit the patient chose."""
+    if unit.code == measure.units[0].code:
+        return number(value)
+    one = unit.to_base(1.0) - unit.to_base(0.0)
+    zero = unit.to_base(0.0)
+    return number(round((value - zero) / one, 1))
 
 
 @dataclass(frozen=True)

@@ -104,7 +104,7 @@ def test_choose_what_to_add(client: FlaskClient, me: int) -> None:
         ("when", HUGE, "Not a valid datetime value."),
         ("when", SCRIPT, "Not a valid datetime value."),
         ("note", HUGE, "Field cannot be longer than 1000 characters."),
-        ("note", SCRIPT, "Notes are plain text"),
+        ("note", SCRIPT, "Plain text only"),
     ],
 )
 def test_bad_input_is_explained_and_nothing_is_saved(
