@@ -208,12 +208,17 @@ def send(
         record = session.get(FhirRecord, wb.record_id)
         connection = session.get(EhrConnection, wb.connection_id)
         assert record is not None and connection is not None
+        deleted = shapes.is_deleted(record.raw)
         own = session.get(EhrConnection, record.connection_id)
         assert own is not None
         resource = for_clinic(record.raw, f"Patient/{own.patient_id}", connection.patient_id)
         version, attempts = record.version_id, wb.attempts
         clinic, fhir_base = connection.source_name, connection.server.fhir_base
         connection_id = connection.id
+    if deleted:  # deleted after it was queued: what the patient took back is never sent
+        return _finish(
+            factory, writeback_id, "gave_up", error="You deleted it, so it was not sent."
+        )
     try:
         with settings.http_client() as http:
             client = FhirClient(

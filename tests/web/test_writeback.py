@@ -221,3 +221,27 @@ def test_an_entry_is_saved_while_the_clinic_is_down(
         source = service.own_source(session, account)
         assert "71 kg" in client.get("/records/vitals").text
         assert source.data_version >= 1
+
+
+@pytest.mark.usefixtures("synchronous")
+def test_an_entry_deleted_before_it_went_is_never_sent(
+    conn: int,
+    client: FlaskClient,
+    factory: sessionmaker[Session],
+    faults: LiveEhr,
+    smart: SmartSettings,
+) -> None:
+    account_id = sign_in(factory, client, conn)
+    entry_id = blood_pressure(factory, account_id)
+    identifier = identifier_of(factory, account_id, entry_id)
+    faults.set_fault("unavailable", value=0, remaining=smart.max_attempts)
+    client.post(f"/entries/{entry_id}/send/{conn}")  # fails: the clinic is down
+    client.post(f"/entries/{entry_id}/delete")
+    faults.clear_faults()
+    with transaction(factory) as session:
+        session.execute(
+            sa.update(WriteBack).values(next_attempt_at=datetime(2000, 1, 1, tzinfo=UTC))
+        )
+    assert list(writeback.run_due(factory, smart).values()) == ["gave_up"]
+    assert state(factory, entry_id).error == "You deleted it, so it was not sent."
+    assert at_ehr(faults, identifier) == []
