@@ -174,13 +174,13 @@ def folded(
     words: tuple[str, str],
     *,
     name: Callable[[Row], str | None] | None = None,
-    day: Callable[[Row], date | None] | None = None,
+    same: Callable[[Row], date | None] | None = None,
 ) -> list[Item]:
     """Items of `rows`, each fact once (portal.phr.merge): the shown source's item, with the
     other sources in `also`, and, where they disagree on `flag` (e.g. current), a conflict
     in words (`words`: how a yes and a no are said)."""
     out = []
-    for fact in fold(records, rows, name=name or (lambda row: None), day=day):
+    for fact in fold(records, rows, name=name or (lambda row: None), same=same):
         members = [build(row) for row in fact.rows]
         item = members[0]
         if len(members) > 1:
@@ -377,7 +377,7 @@ def immunization_items(records: Records, rows: list[Row]) -> list[Immunization]:
         lambda row: _immunization(records, names, row),
         "given",
         ("given", "not given"),
-        day=lambda row: row.effective_at.date() if row.effective_at else None,
+        same=lambda row: row.effective_at.date() if row.effective_at else None,
     )
 
 

@@ -64,11 +64,11 @@ def fold(
     rows: Sequence[Row],
     *,
     name: Callable[[Row], str | None] = lambda row: None,
-    day: Callable[[Row], Hashable | None] | None = None,
+    same: Callable[[Row], Hashable | None] | None = None,
 ) -> list[Fact]:
     """`rows` (newest first) folded into facts, in the order of each fact's first row.
 
-    `day`: what else must be equal for a code to match (the day of a vaccine; the moment and
+    `same`: what else must be equal for a code to match (the day of a vaccine; the moment and
     value of a reading); a row for which it is None matches by identifier only.
     """
     splits = records.splits
@@ -91,9 +91,9 @@ def fold(
         keys = identifiers(row)
         code = code_key(row, name(row))
         if code is not None:
-            when = day(row) if day else None
-            if day is None or when is not None:
-                keys.append(f"{code}|{when!r}")
+            also = same(row) if same else None
+            if same is None or also is not None:
+                keys.append(f"{code}|{also!r}")
         target = next(
             (
                 g
@@ -111,9 +111,8 @@ def fold(
         for key in keys:
             if target not in by_key.setdefault(key, []):
                 by_key[key].append(target)
-    position = {row.id: i for i, row in enumerate(rows)}
     facts = [Fact(tuple(g)) for g in groups]
-    facts.sort(key=lambda f: min(position[r.id] for r in f.rows))
+    facts.sort(key=lambda f: min(order[r.id] for r in f.rows))
     return facts
 
 
@@ -144,7 +143,7 @@ def reading_moment(row: Row) -> Hashable | None:
 def distinct(records: Records, rows: Sequence[Row]) -> tuple[list[Row], dict[int, tuple[str, ...]]]:
     """Readings (rows newest first) with each one taken once: the rows kept, and for each the
     other sources that sent the same reading."""
-    facts = fold(records, rows, day=reading_moment)
+    facts = fold(records, rows, same=reading_moment)
     also = {
         f.row.id: tuple(dict.fromkeys(records.source(r) for r in f.others))
         for f in facts
