@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
 
@@ -83,6 +83,15 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.close()
 
     return engine
+
+
+def upsert_insert(dialect: str, table: Any) -> Any:
+    """INSERT for `table` with ON CONFLICT support (PostgreSQL or SQLite, the two we run on)."""
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"upsert on {dialect}")
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -19,10 +19,9 @@ from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from portal.db import utcnow
+from portal.db import upsert_insert, utcnow
 from portal.models import PageSnapshot
 from portal.phr.access import RecordView
 
@@ -79,9 +78,8 @@ def keep(session: Session, view: RecordView, snapshot_key: str, snapshot: Snapsh
             PageSnapshot.account_id == view.owner.id, PageSnapshot.version != current
         )
     )
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     session.execute(
-        dialect.insert(PageSnapshot)
+        upsert_insert(session.get_bind().dialect.name, PageSnapshot.__table__)
         .values(
             account_id=view.owner.id,
             key=snapshot_key,

@@ -18,10 +18,9 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from portal.db import utcnow
+from portal.db import upsert_insert, utcnow
 from portal.models import Account, EhrConnection, EntryRevision, FhirRecord
 from portal.phr.classify import classify
 from portal.phr.entries import shapes
@@ -58,9 +57,8 @@ def own_source(session: Session, account: Account) -> EhrConnection:
     found = _find_own(session, account.id)
     if found is not None:
         return found
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     session.execute(
-        dialect.insert(EhrConnection)
+        upsert_insert(session.get_bind().dialect.name, EhrConnection.__table__)
         .values(
             account_id=account.id,
             kind=SELF,
