@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "fhir" / "synthea"
 SHIPPED = ROOT / "portal" / "sandbox" / "data"
 CANDIDATES = ("Vito_Feeney", "Fletcher_Hyatt")
-RUNS = 5
+RUNS = 15
 REDIRECT_URI = "http://127.0.0.1:5999/oauth/callback"
 
 sys.path.insert(0, str(ROOT))
@@ -61,7 +61,6 @@ from portal.smart.settings import settings_from_config  # noqa: E402
 from portal.smart.tokens import access_token, connect  # noqa: E402
 from portal.sync.engine import SyncSettings, enqueue, run  # noqa: E402
 from portal.sync.plan import plan  # noqa: E402
-from portal.sync.validation import shutdown as shutdown_validation  # noqa: E402
 
 
 class _Quiet(WSGIRequestHandler):
@@ -291,7 +290,6 @@ def main() -> None:
     floor, sequential = statistics.median(floors), statistics.median(sequentials)
     here.send("stop")
     ehr.join(timeout=10)
-    shutdown_validation()
     engine.dispose()
     tmp.cleanup()
 

@@ -1,9 +1,9 @@
 """Running one sync: claim it, fetch every planned search concurrently, store page by page.
 
 Threads: a bounded pool fetches (at most SYNC_MAX_CONNECTIONS requests in flight to the
-EHR) and hands each page to a helper process (see validation.py) without waiting; there it
-is validated strictly and made into rows. References it finds are fetched as soon as it is
-checked. One writer stores the checked pages in bulk, several pages per transaction, with
+EHR) and hands each page to the run's checking thread (see checking.py) without waiting;
+there it is validated strictly and made into rows. References it finds are fetched as soon
+as it is checked. One writer stores the checked pages in bulk, several pages per transaction, with
 the run's progress and heartbeat in the same transaction: records appear as they arrive,
 the lease stays alive, and the writer takes little of the fetching threads' interpreter
 time. The run ends "complete" only if every planned search finished.
@@ -42,6 +42,7 @@ from portal.smart.errors import (
 from portal.smart.fhir import FhirClient
 from portal.smart.settings import SmartSettings, resolve
 from portal.smart.tokens import TokenSource
+from portal.sync.checking import Checker
 from portal.sync.plan import (
     REFERENCED_TYPES,
     Search,
@@ -51,7 +52,6 @@ from portal.sync.plan import (
     sections_for,
 )
 from portal.sync.store import Checked, prepare_page, quarantine, upsert_records
-from portal.sync.validation import Backlog, result
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,6 @@ class SyncSettings:
     # and at the end): a few larger transactions rather than one per page.
     store_seconds: float = 0.25
     fetch_references: bool = True
-    validation_processes: int = 1  # 0: validate in the sync's own threads
 
 
 def new_owner() -> str:
@@ -214,7 +213,6 @@ class _Message:
 class _Page:
     """A fetched page on its way to the writer; its checking may still be running."""
 
-    args: tuple[Any, ...]  # of `prepare_page`
     checked: Future[Checked]
 
 
@@ -240,7 +238,6 @@ class _Runner:
         self.settings = settings
         self.states: dict[str, _State] = {}
         self.messages: queue.Queue[_Message] = queue.Queue()
-        self.checking = Backlog(settings.validation_processes)
         self.stop = threading.Event()
         self.stop_reason: str | None = None
         self.lease_lost = False
@@ -300,6 +297,7 @@ class _Runner:
             target=self._writer, name=f"sync-{self.run_id}-writer", daemon=True
         )
         writer.start()
+        self.checking = Checker(f"sync-{self.run_id}-checker")
         try:
             with smart.http_client(limits=limits, verify=_tls()) as http:
                 tokens = TokenSource(self.sf, self.connection_id, smart)
@@ -312,6 +310,7 @@ class _Runner:
                         while self._pending:
                             self._idle.wait()
         finally:
+            self.checking.close()
             self.messages.put(_Message("close"))
             writer.join()
         return self._conclude()
@@ -420,7 +419,7 @@ class _Runner:
         self.messages.put(_Message("failed", search.key, error=why[:300]))
 
     def _page(self, search: Search, resources: list[tuple[Any, str]]) -> None:
-        """Hand a page to checking (another process) and the writer; fetch on at once."""
+        """Hand a page to checking (another thread) and the writer; fetch on at once."""
         ref_types = () if search.purpose == "reference" else tuple(self.ref_modes)
         args = (
             resources,
@@ -436,7 +435,7 @@ class _Runner:
         checked = self.checking.submit(len(resources), prepare_page, *args)
         if ref_types:
             checked.add_done_callback(self._checked_references)
-        self.messages.put(_Message("page", search.key, page=_Page(args, checked)))
+        self.messages.put(_Message("page", search.key, page=_Page(checked)))
 
     def _checked_references(self, checked: Future[Checked]) -> None:
         """Fetch what a page refers to as soon as it is checked, not when it is stored."""
@@ -561,7 +560,7 @@ class _Runner:
         elif m.kind == "page" and m.page is not None:
             state = self.states[m.key]
             try:
-                checked = result(m.page.checked, prepare_page, *m.page.args)
+                checked = m.page.checked.result()
                 state.fetched += len(checked.rows)
                 state.quarantined += len(checked.quarantined)
                 rows.extend(checked.rows)

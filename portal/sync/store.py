@@ -1,8 +1,8 @@
 """Checking and storing fetched resources: raw JSON as received plus the query columns.
 
-A resource that is not valid FHIR R4 (fhirclient models, strict), has no usable id, is of
-an unexpected type or belongs to another patient is quarantined with a reason; the rest of
-its page is stored. Quarantine reasons name elements, never their values.
+A resource that is not valid FHIR R4 (fhirclient's strict models; see fastcheck), has no
+usable id, is of an unexpected type or belongs to another patient is quarantined with a
+reason; the rest of its page is stored. Quarantine reasons name elements, never their values.
 """
 
 from __future__ import annotations
@@ -14,24 +14,23 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
+import orjson
 import sqlalchemy as sa
 from fhirclient.models.fhirabstractbase import FHIRValidationError
-from fhirclient.models.fhirelementfactory import FHIRElementFactory
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from portal.models import FhirRecord, QuarantinedResource
 from portal.phr.classify import classify, parse_datetime
+from portal.sync import fastcheck
 
 FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
-# A "reference" key with a string value in json.dumps output (keys follow "{" or ", "; a
-# quote inside a string is escaped, so text within strings never matches).
-REFERENCE_TEXT = re.compile(r'(?:\{|, )"reference": "((?:[^"\\]|\\.)*)"')
+# A "reference" member with a string value in `encode` output (no spaces). A quote inside a
+# string is escaped, so a match whose first quote follows '{' or ',' opens a key that is
+# exactly "reference"; any other match is inside a string or ends a longer key.
+REFERENCE_KEY = '"reference":"'
+STRING_REST = re.compile(r'((?:[^"\\]|\\.)*)"')  # a JSON string's content and closing quote
 PATIENT_PATHS = ("subject", "patient", "beneficiary")
-
-
-# Per resource of a page: why it is refused (None: accepted); and the references seen.
-Inspection = tuple[list[str | None], set[tuple[str, str]]]
 
 
 @dataclass
@@ -43,34 +42,6 @@ class Checked:
     references: set[tuple[str, str]] = field(default_factory=set)
 
 
-def check_page(
-    resources: list[tuple[dict[str, Any] | Any, str]],
-    *,
-    connection_id: int,
-    expected_type: str,
-    patient_id: str,
-    fetched_at: datetime,
-    referenced_types: tuple[str, ...] = (),
-    fhir_base: str = "",
-    inspected: Inspection | None = None,
-) -> Checked:
-    """Rows and quarantine entries for (resource, search mode) pairs of one page.
-
-    `inspected`: the result of `inspect` for these resources when it ran elsewhere (a
-    validation process); otherwise it runs here.
-    """
-    if inspected is None:
-        inspected = inspect(resources, expected_type, patient_id, referenced_types, fhir_base)
-    reasons, refs = inspected
-    out = Checked(references=refs)
-    for (resource, _mode), reason in zip(resources, reasons, strict=True):
-        if reason is not None:
-            out.quarantined.append(_quarantine_row(connection_id, resource, reason, fetched_at))
-        else:
-            out.rows.append(record_row(connection_id, resource, fetched_at))
-    return out
-
-
 def prepare_page(
     resources: list[tuple[Any, str]],
     expected_type: str,
@@ -80,19 +51,19 @@ def prepare_page(
     connection_id: int,
     fetched_at: datetime,
 ) -> Checked:
-    """`check_page` with each row's raw JSON already encoded (`raw_json` instead of `raw`).
+    """Rows (with their raw JSON encoded, `raw_json`) and quarantine entries for the
+    (resource, search mode) pairs of one page, and the references of the stored ones.
 
-    Pure and picklable: a validation process does all the CPU work of a page, and the
-    writer only executes the upsert.
+    All the CPU work of a page, so the writer only executes the upsert.
     """
-    reasons, _ = inspect(resources, expected_type, patient_id)
     out = Checked()
-    for (resource, _mode), reason in zip(resources, reasons, strict=True):
+    for resource, mode in resources:
+        reason = problem(resource, expected_type if mode != "include" else None, patient_id)
         if reason is not None:
             out.quarantined.append(_quarantine_row(connection_id, resource, reason, fetched_at))
             continue
         row = record_row(connection_id, resource, fetched_at)
-        text = json.dumps(row.pop("raw"))  # the text the JSON column would write
+        text = encode(row.pop("raw"))  # the text the JSON column would write
         row["raw_json"] = text
         out.rows.append(row)
         if referenced_types:
@@ -100,23 +71,12 @@ def prepare_page(
     return out
 
 
-def inspect(
-    resources: list[tuple[Any, str]],
-    expected_type: str,
-    patient_id: str,
-    referenced_types: tuple[str, ...] = (),
-    fhir_base: str = "",
-) -> Inspection:
-    """The CPU-heavy part of checking a page: why each resource is refused (or None), and
-    the references of the accepted ones. Pure, so it can run in a validation process."""
-    reasons: list[str | None] = []
-    refs: set[tuple[str, str]] = set()
-    for resource, mode in resources:
-        reason = problem(resource, expected_type if mode != "include" else None, patient_id)
-        reasons.append(reason)
-        if reason is None and referenced_types:
-            refs |= references(resource, referenced_types, fhir_base)
-    return reasons, refs
+def encode(resource: Any) -> str:
+    """Compact JSON text of a resource (what is stored; `text_references` reads it)."""
+    try:
+        return orjson.dumps(resource).decode()
+    except TypeError:  # an integer beyond 64 bits: the standard library writes any
+        return json.dumps(resource, separators=(",", ":"), ensure_ascii=False)
 
 
 def problem(resource: Any, expected_type: str | None, patient_id: str) -> str | None:
@@ -131,7 +91,10 @@ def problem(resource: Any, expected_type: str | None, patient_id: str) -> str | 
     if not isinstance(rid, str) or not FHIR_ID.match(rid):
         return "no valid id"
     try:
-        _model(rtype)(resource)  # what FHIRElementFactory.instantiate(rtype, resource) does
+        # Strict fhirclient models, built only when the quick walk over their tables cannot
+        # show they would accept the resource (see fastcheck); they give the reason.
+        if not fastcheck.accepts(resource):
+            fastcheck.model(rtype)(resource)  # as FHIRElementFactory.instantiate would
     except FHIRValidationError as exc:
         return "not valid FHIR R4: " + _summary(exc)
     except (TypeError, ValueError, AttributeError, KeyError) as exc:
@@ -141,13 +104,6 @@ def problem(resource: Any, expected_type: str | None, patient_id: str) -> str | 
     if rtype == "Patient" and expected_type == "Patient" and rid != patient_id:
         return "another patient's Patient resource"
     return None
-
-
-@functools.lru_cache(maxsize=64)
-def _model(rtype: str) -> Any:
-    """The fhirclient class (strict by default) FHIRElementFactory builds for `rtype`, found
-    once: the factory finds it by comparing with each of some 650 names."""
-    return type(FHIRElementFactory.instantiate(rtype, None))
 
 
 def _summary(exc: FHIRValidationError) -> str:
@@ -169,30 +125,19 @@ def other_patient(resource: dict[str, Any], patient_id: str) -> bool:
     return False
 
 
-def references(resource: Any, types: tuple[str, ...], fhir_base: str = "") -> set[tuple[str, str]]:
-    """(type, id) of references to `types` anywhere in the resource (relative or on our base)."""
-    found: set[tuple[str, str]] = set()
-    stack = [resource]
-    while stack:
-        value = stack.pop()
-        if isinstance(value, dict):
-            ref = value.get("reference")
-            if isinstance(ref, str):
-                if fhir_base and ref.startswith(fhir_base + "/"):
-                    ref = ref[len(fhir_base) + 1 :]
-                parts = ref.split("/")
-                if len(parts) == 2 and parts[0] in types and FHIR_ID.match(parts[1]):
-                    found.add((parts[0], parts[1]))
-            stack.extend(v for v in value.values() if isinstance(v, dict | list))
-        elif isinstance(value, list):
-            stack.extend(v for v in value if isinstance(v, dict | list))
-    return found
-
-
 def text_references(text: str, types: tuple[str, ...], fhir_base: str = "") -> set[tuple[str, str]]:
-    """`references(json.loads(text), ...)`, read from `json.dumps` output without parsing it."""
+    """(type, id) of references to `types` anywhere in a resource (relative or on our base),
+    read from its `encode` text without parsing it."""
     found: set[tuple[str, str]] = set()
-    for ref in REFERENCE_TEXT.findall(text):
+    at = text.find(REFERENCE_KEY)  # far quicker than a regular expression scanning the text
+    while at != -1:
+        value_at = at + len(REFERENCE_KEY)
+        is_key = at > 0 and text[at - 1] in "{,"  # not the end of a longer key
+        at = text.find(REFERENCE_KEY, value_at)
+        match = STRING_REST.match(text, value_at) if is_key else None
+        if match is None:
+            continue
+        ref = match.group(1)
         if "\\" in ref:
             ref = json.loads(f'"{ref}"')
         if fhir_base and ref.startswith(fhir_base + "/"):

@@ -39,7 +39,6 @@ def sync_settings(app: Flask) -> SyncSettings:
         page_size=int(config.get("SYNC_PAGE_SIZE", 200)),
         lease_seconds=int(config.get("SYNC_LEASE_SECONDS", 60)),
         fetch_references=bool(config.get("SYNC_FETCH_REFERENCES", True)),
-        validation_processes=int(config.get("SYNC_VALIDATION_PROCESSES", 1)),
     )
 
 

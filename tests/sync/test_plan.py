@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 from portal.db import utcnow
 from portal.smart.scopes import requested_scope
 from portal.sync.plan import OBSERVATION_CATEGORIES, plan, referenced_types, remainder
-from portal.sync.store import check_page, problem, references
+from portal.sync.store import encode, prepare_page, problem, text_references
 
 LAB = "patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory"
 FULL = requested_scope(["permission-v2"], ehr_launch=False)
@@ -91,14 +92,9 @@ def test_resync_asks_only_for_changes() -> None:
 
 
 def check(resource: object, expected: str = "Observation", mode: str = "match"):
-    return check_page(
-        [(resource, mode)],
-        connection_id=1,
-        expected_type=expected,
-        patient_id="p1",
-        fetched_at=utcnow(),
-        referenced_types=("Practitioner", "Organization"),
-        fhir_base="https://ehr.example/fhir",
+    types = ("Practitioner", "Organization")
+    return prepare_page(
+        [(resource, mode)], expected, "p1", types, "https://ehr.example/fhir", 1, utcnow()
     )
 
 
@@ -122,7 +118,7 @@ OBS = {
 def test_a_good_resource_becomes_a_row_with_query_columns() -> None:
     checked = check(OBS)
     (row,) = checked.rows
-    assert row["raw"] is OBS  # stored as received
+    assert json.loads(row["raw_json"]) == OBS  # stored as received
     assert (row["resource_type"], row["resource_id"], row["version_id"]) == (
         "Observation",
         "o1",
@@ -159,4 +155,4 @@ def test_included_resources_of_other_types_are_kept() -> None:
 
 def test_references_walk_nested_elements() -> None:
     nested = {"a": [{"b": {"reference": "Medication/m1"}}], "c": {"reference": "Medication/m 2"}}
-    assert references(nested, ("Medication",)) == {("Medication", "m1")}
+    assert text_references(encode(nested), ("Medication",)) == {("Medication", "m1")}

@@ -1,10 +1,10 @@
-"""A page checked in a validation process is what checking it here gives, ready to store."""
+"""Checking a fetched page: rows with their JSON, quarantine entries, references; the
+thread that does it."""
 
 from __future__ import annotations
 
 import gzip
 import json
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from portal.db import utcnow
-from portal.sync import validation
-from portal.sync.store import check_page, prepare_page, references, text_references
+from portal.sync.checking import Checker
+from portal.sync.store import FHIR_ID, encode, prepare_page, text_references
 
 DATA = Path(__file__).resolve().parents[2] / "portal" / "sandbox" / "data"
 BASE = "https://ehr.example/fhir"
@@ -33,6 +33,26 @@ def shipped(name: str) -> tuple[str, list[dict[str, Any]]]:
     return patient, resources
 
 
+def references(resource: Any, types: tuple[str, ...], fhir_base: str = "") -> set[tuple[str, str]]:
+    """What `text_references` must find, by walking the parsed resource."""
+    found: set[tuple[str, str]] = set()
+    stack = [resource]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            ref = value.get("reference")
+            if isinstance(ref, str):
+                if fhir_base and ref.startswith(fhir_base + "/"):
+                    ref = ref[len(fhir_base) + 1 :]
+                parts = ref.split("/")
+                if len(parts) == 2 and parts[0] in types and FHIR_ID.match(parts[1]):
+                    found.add((parts[0], parts[1]))
+            stack.extend(v for v in value.values() if isinstance(v, dict | list))
+        elif isinstance(value, list):
+            stack.extend(v for v in value if isinstance(v, dict | list))
+    return found
+
+
 def tricky() -> list[dict[str, Any]]:
     return [
         {"resourceType": "Observation", "id": "a", "performer": [{"reference": "Practitioner/p1"}]},
@@ -50,13 +70,13 @@ def test_references_read_from_the_text_are_those_of_the_resource(name: str) -> N
     found = 0
     for resource in [*resources, *tricky()]:
         expected = references(resource, TYPES, BASE)
-        assert text_references(json.dumps(resource), TYPES, BASE) == expected, resource
+        assert text_references(encode(resource), TYPES, BASE) == expected, resource
         found += len(expected)
     assert found > 50
 
 
 def test_tricky_references() -> None:
-    found = set().union(*(text_references(json.dumps(r), TYPES, BASE) for r in tricky()))
+    found = set().union(*(text_references(encode(r), TYPES, BASE) for r in tricky()))
     assert found == {
         ("Practitioner", "p1"),
         ("Organization", "o1"),
@@ -77,53 +97,56 @@ def bad_page(patient: str) -> list[dict[str, Any]]:
     ]
 
 
-def unordered(row: dict[str, Any]) -> dict[str, Any]:
-    """A quarantine row whose reason is compared without object addresses or error order
-    (fhirclient lists some errors from a set, whose order varies between processes)."""
-    reason = re.sub(r" object at 0x[0-9a-f]+", "", row["reason"])
-    return {**row, "reason": sorted(reason.split())}
-
-
-@pytest.mark.parametrize("processes", [0, 1])
-def test_a_page_prepared_elsewhere_is_the_page_checked_here(processes: int) -> None:
+def test_a_page_becomes_rows_with_its_json_and_quarantine_entries() -> None:
     patient, resources = shipped("christin_stiedemann")
     page = [(r, "include") for r in resources] + [(r, "match") for r in bad_page(patient)]
     now = utcnow()
-    args = (page, "Observation", patient, TYPES, BASE, 7, now)
-    prepared = validation.result(
-        validation.submit(processes, prepare_page, *args), prepare_page, *args
-    )
-    checked = check_page(
-        page,
-        connection_id=7,
-        expected_type="Observation",
-        patient_id=patient,
-        fetched_at=now,
-        referenced_types=TYPES,
-        fhir_base=BASE,
-    )
-    assert prepared.references == checked.references and checked.references
-    assert [unordered(q) for q in prepared.quarantined] == [
-        unordered(q) for q in checked.quarantined
-    ]
+    checked = prepare_page(page, "Observation", patient, TYPES, BASE, 7, now)
     assert [q["resource_id"] for q in checked.quarantined] == ["m1", "m2", "m3", "m4", "has spaces"]
-    assert len(prepared.rows) == len(checked.rows) == len(resources) + 1
-    for mine, theirs in zip(prepared.rows, checked.rows, strict=True):
-        assert json.loads(mine.pop("raw_json")) == theirs.pop("raw")
-        assert mine == theirs
+    assert all(q["connection_id"] == 7 and q["fetched_at"] == now for q in checked.quarantined)
+    assert len(checked.rows) == len(resources) + 1
+    for row, resource in zip(checked.rows, [*resources, bad_page(patient)[-1]], strict=True):
+        assert json.loads(row["raw_json"]) == resource  # as received
+        assert (row["resource_type"], row["resource_id"]) == (
+            resource["resourceType"],
+            resource["id"],
+        )
+    expected = set().union(*(references(r, TYPES, BASE) for r in resources))
+    assert checked.references == expected and expected
+
+
+def test_json_beyond_what_orjson_writes_is_stored_whole() -> None:
+    resource = {"resourceType": "Basic", "id": "b", "big": 2**70, "text": "caf\u00e9"}
+    assert json.loads(encode(resource)) == resource
+    assert encode({"reference": "Practitioner/p1"}) == '{"reference":"Practitioner/p1"}'
 
 
 def started(size: int, seconds: float) -> tuple[int, float]:
-    """A job of the validation processes: when it started (the clock is the system's)."""
+    """A checking job: when it started."""
     start = time.monotonic()
     time.sleep(seconds)
     return size, start
 
 
-def test_the_backlog_checks_small_pages_first() -> None:
-    backlog = validation.Backlog(1)
-    busy = backlog.submit(500, started, 500, 0.3)  # the process is busy with it...
-    queued = [backlog.submit(size, started, size, 0.0) for size in (200, 3, 70)]  # ...meanwhile
-    jobs = [f.result(timeout=30) for f in [busy, *queued]]
+def test_the_checker_checks_small_pages_first() -> None:
+    checker = Checker("test-checker")
+    try:
+        busy = checker.submit(500, started, 500, 0.3)  # the thread is busy with it...
+        while not busy.running():
+            time.sleep(0.001)
+        queued = [checker.submit(size, started, size, 0.0) for size in (200, 3, 70)]  # meanwhile
+        jobs = [f.result(timeout=30) for f in [busy, *queued]]
+    finally:
+        checker.close()
     assert [size for size, _ in sorted(jobs, key=lambda job: job[1])] == [500, 3, 70, 200]
-    assert backlog.submit(0, started, 0, 0.0).done()  # nothing to check: no trip elsewhere
+
+
+def test_the_checker_hands_errors_over_and_finishes_its_work_when_closed() -> None:
+    checker = Checker("test-checker")
+    failing = checker.submit(1, json.loads, "{not json")
+    late = [checker.submit(1, started, 1, 0.05) for _ in range(3)]
+    checker.close()
+    assert isinstance(failing.exception(), ValueError)
+    assert all(f.done() and f.exception() is None for f in late)
+    with pytest.raises(RuntimeError):
+        checker.submit(1, started, 1, 0.0)

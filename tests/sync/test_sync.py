@@ -101,11 +101,9 @@ def fhir_searches(recorder: Recorder) -> list[httpx.Request]:
     return [r for r in recorder.requests if "/fhir/" in r.url.path and r.method == "GET"]
 
 
-@pytest.mark.parametrize("validation_processes", [1, 0])
 def test_sync_stores_every_resource_of_the_patient(
-    validation_processes: int, factory, conn: int, sync: SyncSettings, live_ehr: LiveEhr
+    factory, conn: int, sync: SyncSettings, live_ehr: LiveEhr
 ) -> None:
-    sync.validation_processes = validation_processes  # a helper process, or the sync's threads
     done = sync_once(factory, conn, sync)
     assert done.status == "complete", done.error
     assert done.error is None and done.finished_at and done.lease_owner == "test-worker"

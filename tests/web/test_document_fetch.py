@@ -100,7 +100,7 @@ def letter_in_ehr(live: LiveEhr, patient: str = "christin_stiedemann") -> Iterat
 
 
 def sync_once(factory: sessionmaker[Session], conn: int, smart: SmartSettings) -> SyncRun:
-    settings = SyncSettings(smart=smart, page_size=200, validation_processes=0)
+    settings = SyncSettings(smart=smart, page_size=200)
     with transaction(factory) as session:
         run_id = enqueue(session, conn).id
     run(factory, run_id, "test-worker", settings=settings)
