@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import sqlalchemy as sa
@@ -27,6 +27,25 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class _SQLiteDateTime(sqlite.DATETIME):
+    """SQLite's DATETIME text exactly as SQLAlchemy writes it ("2026-01-02 03:04:05.000000"),
+    made by `isoformat`, several times quicker than its format string: a sync writes thousands.
+    """
+
+    def bind_processor(self, dialect: Dialect) -> Any:
+        stock = super().bind_processor(dialect)
+
+        def process(value: Any) -> Any:
+            if type(value) is datetime and value.utcoffset() in (None, _ZERO):
+                return value.isoformat(" ", "microseconds")[:26]  # without the "+00:00"
+            return stock(value) if stock is not None else value
+
+        return process
+
+
+_ZERO = timedelta(0)
+
+
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
     """Stores aware datetimes as UTC and always gives back aware UTC datetimes.
 
@@ -35,6 +54,11 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
 
     impl = sa.DateTime(timezone=True)
     cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "sqlite":
+            return _SQLiteDateTime()
+        return self.impl_instance
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
