@@ -25,6 +25,12 @@ OBSERVATION_CATEGORIES = (
     "activity",
 )
 REFERENCED_TYPES = ("Practitioner", "Organization", "Medication")
+LONG_SEARCHES = (
+    "Observation:laboratory",
+    "Observation:vital-signs",
+    "Encounter",
+    "DiagnosticReport",
+)
 # Extra parameters US Core asks for (MedicationRequest: orders and the patient's own list).
 TYPE_PARAMS: dict[str, tuple[tuple[str, str], ...]] = {
     "MedicationRequest": (("intent", "order,plan"),),
@@ -92,7 +98,14 @@ def plan(
             for cat in sorted(categories):
                 params = (*base, ("category", cat), *common)
                 searches.append(Search(f"{rtype}:{cat}", rtype, params, sections_for(rtype, cat)))
-    return searches
+    return sorted(searches, key=_start_early, reverse=True)
+
+
+def _start_early(search: Search) -> bool:
+    """Whether a search usually runs to many pages, or its records cite clinicians and
+    organizations to fetch next: such chains can only be followed a page at a time, so they
+    start at once while the short searches fill the other connections."""
+    return search.key in LONG_SEARCHES or search.resource_type in LONG_SEARCHES
 
 
 def remainder(patient_id: str, *, since: datetime | None, page_size: int | None) -> Search:

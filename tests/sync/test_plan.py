@@ -61,12 +61,19 @@ def test_full_grant_plans_every_section() -> None:
     }
 
 
+def test_long_chains_start_first() -> None:
+    # Labs and vitals run to many pages; visits and reports cite clinicians to fetch next.
+    first = ["Observation:laboratory", "Observation:vital-signs", "DiagnosticReport", "Encounter"]
+    assert keys(FULL)[:4] == first
+    assert sorted(keys(FULL)[4:]) == sorted(set(keys(FULL)) - set(first))
+
+
 def test_v1_grants_plan_the_same() -> None:
     assert keys(requested_scope(["permission-v1"], ehr_launch=False)) == keys(FULL)
 
 
 def test_category_restricted_grant_plans_only_those_categories() -> None:
-    assert keys(f"openid patient/Patient.r {LAB}") == ["Patient", "Observation:laboratory"]
+    assert keys(f"openid patient/Patient.r {LAB}") == ["Observation:laboratory", "Patient"]
     conditions = "patient/Condition.rs?category=problem-list-item,health-concern"
     found = plan(conditions, "p1")
     assert [s.key for s in found] == ["Condition:health-concern", "Condition:problem-list-item"]
