@@ -129,12 +129,17 @@ def text_references(text: str, types: tuple[str, ...], fhir_base: str = "") -> s
     """(type, id) of references to `types` anywhere in a resource (relative or on our base),
     read from its `encode` text without parsing it."""
     found: set[tuple[str, str]] = set()
+    wanted = _reference_prefixes(types, fhir_base)
     at = text.find(REFERENCE_KEY)  # far quicker than a regular expression scanning the text
     while at != -1:
         value_at = at + len(REFERENCE_KEY)
         is_key = at > 0 and text[at - 1] in "{,"  # not the end of a longer key
         at = text.find(REFERENCE_KEY, value_at)
-        match = STRING_REST.match(text, value_at) if is_key else None
+        # Most references name the patient or a visit: skip them before reading them.
+        # (`encode` escapes no character a type name can hold, so the prefix is literal.)
+        if not is_key or not text.startswith(wanted, value_at):
+            continue
+        match = STRING_REST.match(text, value_at)
         if match is None:
             continue
         ref = match.group(1)
@@ -146,6 +151,12 @@ def text_references(text: str, types: tuple[str, ...], fhir_base: str = "") -> s
         if len(parts) == 2 and parts[0] in types and FHIR_ID.match(parts[1]):
             found.add((parts[0], parts[1]))
     return found
+
+
+@functools.lru_cache(maxsize=32)
+def _reference_prefixes(types: tuple[str, ...], fhir_base: str) -> tuple[str, ...]:
+    relative = tuple(f"{t}/" for t in types)
+    return relative + tuple(f"{fhir_base}/{p}" for p in relative) if fhir_base else relative
 
 
 def record_row(
@@ -189,6 +200,20 @@ def _quarantine_row(
     }
 
 
+INSERTED_COLUMNS = (
+    "connection_id",
+    "resource_type",
+    "resource_id",
+    "version_id",
+    "last_updated",
+    "fetched_at",
+    "category",
+    "status",
+    "code_system",
+    "code",
+    "display",
+    "effective_at",
+)
 UPDATED_COLUMNS = (
     "version_id",
     "last_updated",
@@ -206,23 +231,57 @@ UPDATED_COLUMNS = (
 def upsert_records(session: Session, rows: list[dict[str, Any]]) -> int:
     """Insert or update records by (connection, type, id) in one executemany.
 
-    Rows carry `raw` (the resource) or, from `prepare_page`, `raw_json` (its JSON text,
-    bound as is); not both kinds in one call.
+    Rows come from `prepare_page`: column values, and `raw_json`, the JSON text bound as is.
     """
     if not rows:
         return 0
     unique = list(
         {(r["connection_id"], r["resource_type"], r["resource_id"]): r for r in rows}.values()
     )
-    dialect = session.get_bind().dialect.name
-    session.execute(_upsert_statement(dialect, "raw_json" in unique[0]), unique)
+    upsert = _upsert(session.get_bind().dialect)
+    session.connection().exec_driver_sql(upsert.sql, upsert.parameters(unique))
     return len(unique)
 
 
-@functools.cache
-def _upsert_statement(dialect: str, encoded: bool) -> Any:
-    """INSERT ... ON CONFLICT DO UPDATE, built once per dialect and kind of row (so compiled
-    once)."""
+@dataclass(frozen=True)
+class _Upsert:
+    """The upsert compiled for one database, and how rows become its driver's parameters.
+
+    SQLAlchemy's own executemany prepares each value of each row through its generic
+    machinery, several times the cost of the insert itself for a page of records. Here the
+    same bind processors (the column types' own) run in one tight loop.
+    """
+
+    sql: str
+    names: tuple[str, ...]
+    processors: tuple[Any, ...]  # per name: the type's bind processor, or None
+    positional: bool
+
+    def parameters(self, rows: list[dict[str, Any]]) -> list[Any]:
+        pairs = tuple(zip(self.names, self.processors, strict=True))
+        if self.positional:
+            return [tuple(p(r[n]) if p else r[n] for n, p in pairs) for r in rows]
+        return [{n: p(r[n]) if p else r[n] for n, p in pairs} for r in rows]
+
+
+_upserts: dict[tuple[str, str], _Upsert] = {}
+
+
+def _upsert(dialect: Any) -> _Upsert:
+    key = (dialect.name, dialect.paramstyle)
+    found = _upserts.get(key)
+    if found is None:
+        compiled = _upsert_statement(dialect.name).compile(dialect=dialect)
+        names = tuple(compiled.positiontup or compiled.binds)
+        table = cast(sa.Table, FhirRecord.__table__)
+        types = {c.name: c.type for c in table.columns} | {"raw_json": sa.Text()}
+        processors = tuple(types[n].dialect_impl(dialect).bind_processor(dialect) for n in names)
+        found = _upserts[key] = _Upsert(compiled.string, names, processors, compiled.positional)
+    return found
+
+
+def _upsert_statement(dialect: str) -> Any:
+    """INSERT ... ON CONFLICT DO UPDATE of encoded rows."""
     table = cast(sa.Table, FhirRecord.__table__)
     if dialect == "postgresql":
         stmt: Any = postgresql.insert(table)
@@ -232,8 +291,7 @@ def _upsert_statement(dialect: str, encoded: bool) -> Any:
         text = sa.bindparam("raw_json", type_=sa.Text())  # SQLite keeps JSON as this text
     else:
         raise NotImplementedError(f"upsert on {dialect}")
-    if encoded:
-        stmt = stmt.values(raw=text)
+    stmt = stmt.values({name: sa.bindparam(name) for name in INSERTED_COLUMNS} | {"raw": text})
     return stmt.on_conflict_do_update(
         index_elements=["connection_id", "resource_type", "resource_id"],
         set_={name: getattr(stmt.excluded, name) for name in UPDATED_COLUMNS},
