@@ -56,6 +56,9 @@ from portal.sync.store import Checked, prepare_page, quarantine, upsert_records
 log = logging.getLogger(__name__)
 
 ACTIVE = ("queued", "running")
+STORE_FAILED = (
+    "The portal could not store your records; nothing is lost at the EHR. Try again later."
+)
 REFERENCE_BATCH = 50  # ids per `_id` search of referenced resources
 MAX_REFERENCE_READS = 200  # when only read (not search) is granted
 
@@ -70,8 +73,10 @@ class SyncSettings:
     lease_seconds: int = 60
     heartbeat_seconds: float = 1.0
     # Records and progress are written at most this often (and when a section completes,
-    # and at the end): a few larger transactions rather than one per page.
+    # though not twice within `section_seconds`, and at the end): a few larger transactions
+    # rather than one per page.
     store_seconds: float = 0.25
+    section_seconds: float = 0.05
     fetch_references: bool = True
 
 
@@ -245,6 +250,8 @@ class _Runner:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._pending = 0
+        # What the writer had not stored when it closed: stored with the run's end.
+        self._leftover: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], [])
         self._requested_refs: set[tuple[str, str]] = set()
         self._ref_batches = 0
         # Observations' completeness check: ids the category searches found, their total.
@@ -493,8 +500,9 @@ class _Runner:
 
     def _writer(self) -> None:
         """Take pages and search ends in order and write them in few transactions: at most
-        every `store_seconds`, but at once when a section completes (once caught up with
-        what is queued), and at the end; the heartbeat at least every `heartbeat_seconds`."""
+        every `store_seconds`, but soon when a section completes (`section_seconds` after the
+        last write, once caught up with what is queued), and at the end; the heartbeat at
+        least every `heartbeat_seconds`."""
         rows: list[dict[str, Any]] = []
         quarantined: list[dict[str, Any]] = []
         changed = ended = False  # since the last write: anything new; a search ended
@@ -503,7 +511,8 @@ class _Runner:
         last = now()
         while True:
             try:
-                message = self.messages.get(timeout=max(0.0, self._due(last, changed) - now()))
+                wait = self._due(last, changed, ended) - now()
+                message = self.messages.get(timeout=max(0.0, wait))
             except queue.Empty:
                 message = None
             closing = message is not None and message.kind == "close"
@@ -522,11 +531,13 @@ class _Runner:
                 continue  # keep draining so fetchers never wait on us
             progress: dict[str, Any] | None = None
             if closing:
-                if not rows and not quarantined:
-                    return  # the run's end writes the final progress
-            elif now() < self._due(last, changed):
-                if not ended or not self.messages.empty():
-                    continue  # not due, or more is queued: write it together
+                self._leftover = (rows, quarantined)  # stored with the run's end, at once
+                return
+            elif now() < self._due(last, changed, ended):
+                continue
+            elif now() < self._due(last, changed, False):  # due only because a search ended
+                if not self.messages.empty():
+                    continue  # more is queued: write it together
                 ended = False
                 progress = self.progress()
                 if _complete(progress) <= shown_done:
@@ -541,16 +552,18 @@ class _Runner:
                 log.exception("sync run %s: storing failed", self.run_id)
                 self.writer_error = f"storing records failed ({type(exc).__name__})"
                 self._halt("The portal could not store the records.")
-            if closing:
-                return
             rows, quarantined = [], []
             changed = ended = False
             shown_done, last = _complete(progress), now()
 
-    def _due(self, last: float, changed: bool) -> float:
-        """When the writer next writes: soon when there is news, else for the heartbeat."""
+    def _due(self, last: float, changed: bool, ended: bool) -> float:
+        """When the writer next writes: soon when there is news, sooner when a search ended
+        (a section may be complete), else for the heartbeat."""
         heartbeat = self.settings.heartbeat_seconds
-        return last + (min(self.settings.store_seconds, heartbeat) if changed else heartbeat)
+        if not changed:
+            return last + heartbeat
+        due = last + min(self.settings.store_seconds, heartbeat)
+        return min(due, last + self.settings.section_seconds) if ended else due
 
     def _apply(
         self, m: _Message, rows: list[dict[str, Any]], quarantined: list[dict[str, Any]]
@@ -583,14 +596,7 @@ class _Runner:
         progress: dict[str, Any],
     ) -> None:
         with transaction(self.sf) as session:
-            if upsert_records(session, rows):
-                session.execute(
-                    sa.update(EhrConnection)
-                    .where(EhrConnection.id == self.connection_id)
-                    .values(data_version=EhrConnection.data_version + 1)
-                    .execution_options(synchronize_session=False)
-                )
-            quarantine(session, quarantined, self.run_id)
+            _write_records(session, self.connection_id, self.run_id, rows, quarantined)
             beat = session.execute(
                 sa.update(SyncRun)
                 .where(
@@ -628,17 +634,13 @@ class _Runner:
         failed = [s for s in self.states.values() if s.error or not s.done]
         fetched = sum(s.fetched for s in self.states.values())
         if self.writer_error:
-            status, error = (
-                "failed",
-                "The portal could not store your records; nothing is lost at the EHR. "
-                "Try again later.",
-            )
+            status, error = "failed", STORE_FAILED
         elif not failed and not self.stop.is_set():
             status, error = "complete", None
         else:
             status = "incomplete" if fetched else "failed"
             error = self._explain(failed, fetched)
-        self._final(status, error)
+        status = self._final(status, error)
         log.info(
             "sync run %s %s: %d resources, %d of %d searches failed",
             self.run_id,
@@ -659,8 +661,45 @@ class _Runner:
         labels = ", ".join(dict.fromkeys(s.search.label for s in failed))
         return f"Some of your record could not be fetched ({labels}): {reason}."[:500]
 
-    def _final(self, status: str, error: str | None) -> None:
-        _finish(self.sf, self.run_id, self.owner, status, self.progress(), error)
+    def _final(self, status: str, error: str | None) -> str:
+        """End the run, storing what the writer had left in the same transaction; returns
+        the status it ended with."""
+        rows, quarantined = self._leftover
+        try:
+            _finish(
+                self.sf,
+                self.run_id,
+                self.owner,
+                status,
+                self.progress(),
+                error,
+                records=(self.connection_id, rows, quarantined),
+            )
+        except Exception:
+            if not rows and not quarantined:
+                raise
+            log.exception("sync run %s: storing failed", self.run_id)
+            status, error = "failed", STORE_FAILED
+            _finish(self.sf, self.run_id, self.owner, status, self.progress(), error)
+        return status
+
+
+def _write_records(
+    session: Session,
+    connection_id: int,
+    run_id: int,
+    rows: list[dict[str, Any]],
+    quarantined: list[dict[str, Any]],
+) -> None:
+    """Store checked records and quarantine entries; a new version of the record if any."""
+    if upsert_records(session, rows):
+        session.execute(
+            sa.update(EhrConnection)
+            .where(EhrConnection.id == connection_id)
+            .values(data_version=EhrConnection.data_version + 1)
+            .execution_options(synchronize_session=False)
+        )
+    quarantine(session, quarantined, run_id)
 
 
 def _finish(
@@ -670,7 +709,11 @@ def _finish(
     status: str,
     progress: dict[str, Any] | None,
     error: str | None,
+    *,
+    records: tuple[int, list[dict[str, Any]], list[dict[str, Any]]] | None = None,
 ) -> None:
+    """Mark the run ended if it is still ours, with `records` (connection id, rows,
+    quarantine entries) stored in the same transaction."""
     now = utcnow()
     values: dict[str, Any] = {
         "status": status,
@@ -687,7 +730,11 @@ def _finish(
             .values(**values)
             .execution_options(synchronize_session=False)
         )
-        if done.rowcount == 1 and status == "complete":  # type: ignore[attr-defined]  # CursorResult has rowcount
+        if done.rowcount != 1:  # type: ignore[attr-defined]  # CursorResult has rowcount
+            return  # another worker has it: what this one fetched is not stored
+        if records is not None:
+            _write_records(session, records[0], run_id, records[1], records[2])
+        if status == "complete":
             connection_id = session.scalar(
                 sa.select(SyncRun.connection_id).where(SyncRun.id == run_id)
             )

@@ -409,6 +409,60 @@ def test_two_workers_racing_for_one_run_run_it_once(
     assert len(patient_reads) == 1  # the record was fetched once
 
 
+@pytest.mark.parametrize("when", ["while fetching", "with the end"])
+def test_records_that_cannot_be_stored_fail_the_run(
+    when: str, factory, conn: int, sync: SyncSettings, monkeypatch
+) -> None:
+    """A write of records that fails, while fetching or with the run's end, fails the run in
+    plain words; the connection keeps its last sync time."""
+    from portal.sync import engine
+
+    ended = threading.Event()
+    failed_after_the_end: list[bool] = []
+    real_conclude = engine._Runner._conclude
+
+    def conclude(self):
+        ended.set()
+        return real_conclude(self)
+
+    def upsert(session, rows):
+        if not rows:
+            return 0
+        failed_after_the_end.append(ended.is_set())
+        raise sa.exc.OperationalError("INSERT", {}, Exception("disk full"))
+
+    monkeypatch.setattr(engine, "upsert_records", upsert)
+    monkeypatch.setattr(engine._Runner, "_conclude", conclude)
+    if when == "with the end":  # nothing written by the clock: all of it with the end
+        sync = SyncSettings(smart=sync.smart, page_size=50, store_seconds=30, section_seconds=30)
+    done = sync_once(factory, conn, sync)
+    assert failed_after_the_end == [when == "with the end"]
+    assert done.status == "failed"
+    assert done.error == engine.STORE_FAILED
+    with factory() as session:
+        connection = session.get(EhrConnection, conn)
+        assert connection is not None and connection.last_synced_at is None
+
+
+def test_a_worker_that_lost_its_run_stores_nothing_at_the_end(
+    factory, conn: int, sync: SyncSettings, monkeypatch
+) -> None:
+    from portal.sync import engine
+
+    real_conclude = engine._Runner._conclude
+
+    def conclude(self):  # another worker takes the run over just before this one ends
+        with transaction(factory) as session:
+            session.execute(sa.update(SyncRun).values(lease_owner="other-worker"))
+        return real_conclude(self)
+
+    monkeypatch.setattr(engine._Runner, "_conclude", conclude)
+    slow = SyncSettings(smart=sync.smart, page_size=50, store_seconds=30, section_seconds=30)
+    done = sync_once(factory, conn, slow)
+    assert done.status == "running" and done.lease_owner == "other-worker"
+    assert count_by_type(factory, conn) == {}  # everything was left for the end
+
+
 def test_enqueue_does_not_start_a_second_run(factory, conn: int, sync: SyncSettings) -> None:
     with transaction(factory) as session:
         first = enqueue(session, conn)
