@@ -373,6 +373,19 @@ class TokenSource:
         self._lock = threading.Lock()
         self._token: AccessToken | None = None
 
+    def prime(self, conn: EhrConnection) -> None:
+        """Start with the access token of a connection row just read, if it lasts (saves a
+        transaction before the first request); otherwise `get` reads or refreshes it."""
+        expires_at = conn.token_expires_at
+        if not conn.access_token_enc or _expires_soon(expires_at, self.settings):
+            return
+        try:
+            token = self.settings.cipher.decrypt(conn.access_token_enc)
+        except TokenKeyError:
+            return  # `get` meets it again and the sync reports it
+        with self._lock:
+            self._token = AccessToken(token, expires_at)
+
     def get(self) -> str:
         with self._lock:
             if self._token is None or _expires_soon(self._token.expires_at, self.settings):

@@ -21,7 +21,7 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import cache
 from typing import Any
 
@@ -139,36 +139,33 @@ def latest_run(session: Session, connection_id: int) -> SyncRun | None:
     )
 
 
-def claim(
-    session_factory: sessionmaker[Session], run_id: int, owner: str, lease_seconds: int
-) -> bool:
+def claim(session: Session, run_id: int, owner: str, lease_seconds: int) -> bool:
     """Atomically take a queued run (or one whose lease expired); True if we got it."""
     now = utcnow()
     expired = now - timedelta(seconds=lease_seconds)
-    with transaction(session_factory) as session:
-        taken = session.execute(
-            sa.update(SyncRun)
-            .where(
-                SyncRun.id == run_id,
-                sa.or_(
-                    SyncRun.status == "queued",
-                    sa.and_(
-                        SyncRun.status == "running",
-                        sa.or_(SyncRun.heartbeat_at.is_(None), SyncRun.heartbeat_at < expired),
-                    ),
+    taken = session.execute(
+        sa.update(SyncRun)
+        .where(
+            SyncRun.id == run_id,
+            sa.or_(
+                SyncRun.status == "queued",
+                sa.and_(
+                    SyncRun.status == "running",
+                    sa.or_(SyncRun.heartbeat_at.is_(None), SyncRun.heartbeat_at < expired),
                 ),
-            )
-            .values(
-                status="running",
-                lease_owner=owner,
-                heartbeat_at=now,
-                started_at=now,
-                finished_at=None,
-                error=None,
-            )
-            .execution_options(synchronize_session=False)
+            ),
         )
-        return bool(taken.rowcount == 1)  # type: ignore[attr-defined]  # CursorResult has rowcount
+        .values(
+            status="running",
+            lease_owner=owner,
+            heartbeat_at=now,
+            started_at=now,
+            finished_at=None,
+            error=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return bool(taken.rowcount == 1)  # type: ignore[attr-defined]  # CursorResult has rowcount
 
 
 def run(
@@ -180,11 +177,16 @@ def run(
 ) -> str | None:
     """Claim and execute a run; returns its final status, or None if another worker has it."""
     settings = settings or SyncSettings(smart=resolve(None))
-    if not claim(session_factory, run_id, owner, settings.lease_seconds):
-        log.info("sync run %s is not ours to run", run_id)
-        return None
+    runner = _Runner(session_factory, run_id, owner, settings)
+    # The claim and what the run needs to start commit together (one round trip fewer before
+    # the first request); should loading fail, the run stays queued for the sweep.
+    with transaction(session_factory) as session:
+        if not claim(session, run_id, owner, settings.lease_seconds):
+            log.info("sync run %s is not ours to run", run_id)
+            return None
+        runner.load(session)
     try:
-        return _Runner(session_factory, run_id, owner, settings).execute()
+        return runner.execute()
     except Exception:
         log.exception("sync run %s crashed", run_id)
         _finish(
@@ -250,6 +252,7 @@ class _Runner:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._pending = 0
+        self.unavailable: str | None = None  # why the connection cannot be synced
         # What the writer had not stored when it closed: stored with the run's end.
         self._leftover: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], [])
         self._requested_refs: set[tuple[str, str]] = set()
@@ -263,29 +266,34 @@ class _Runner:
 
     # -- orchestration ---------------------------------------------------------------------------
 
+    def load(self, session: Session) -> None:
+        """Read what the run needs (in the claim's transaction)."""
+        sync_run = session.get(SyncRun, self.run_id)
+        assert sync_run is not None
+        conn = session.get(EhrConnection, sync_run.connection_id)
+        if conn is None or conn.status != "active":
+            self.unavailable = (
+                ReconnectNeeded.public_message
+                if conn is not None and conn.status == "reconnect_needed"
+                else NotConnected.public_message
+            )
+            return
+        self.connection_id = conn.id
+        self.patient_id = conn.patient_id
+        self.fhir_base = conn.server.fhir_base
+        self.granted = conn.granted_scope
+        self.since = sync_run.since
+        self.known_refs = self._stored_refs(session, conn.id)
+        self.tokens = TokenSource(self.sf, conn.id, self.settings.smart)
+        self.tokens.prime(conn)
+
     def execute(self) -> str:
-        with transaction(self.sf) as session:
-            sync_run = session.get(SyncRun, self.run_id)
-            assert sync_run is not None
-            conn = session.get(EhrConnection, sync_run.connection_id)
-            if conn is None or conn.status != "active":
-                words = (
-                    ReconnectNeeded.public_message
-                    if conn is not None and conn.status == "reconnect_needed"
-                    else NotConnected.public_message
-                )
-                self._final("failed", words)
-                return "failed"
-            self.connection_id = conn.id
-            self.patient_id = conn.patient_id
-            self.fhir_base = conn.server.fhir_base
-            self.granted = conn.granted_scope
-            since: datetime | None = sync_run.since
-            self.known_refs = self._stored_refs(session, conn.id)
+        if self.unavailable is not None:
+            self._final("failed", self.unavailable)
+            return "failed"
         searches = plan(
-            self.granted, self.patient_id, since=since, page_size=self.settings.page_size
+            self.granted, self.patient_id, since=self.since, page_size=self.settings.page_size
         )
-        self.since = since
         self._check_observations = any(s.purpose == "total" for s in searches)
         if self._check_observations:
             self._observation_searches = sum(1 for s in searches if _counted(s))
@@ -307,8 +315,7 @@ class _Runner:
         self.checking = Checker(f"sync-{self.run_id}-checker")
         try:
             with smart.http_client(limits=limits, verify=_tls()) as http:
-                tokens = TokenSource(self.sf, self.connection_id, smart)
-                self.client = FhirClient(self.fhir_base, tokens, http, smart)
+                self.client = FhirClient(self.fhir_base, self.tokens, http, smart)
                 with ThreadPoolExecutor(n, thread_name_prefix=f"sync-{self.run_id}") as pool:
                     self.pool = pool
                     for search in searches:

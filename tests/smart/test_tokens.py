@@ -8,6 +8,8 @@ the patient to reconnect and keeps every local record; disconnect revokes at the
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
 
@@ -23,7 +25,7 @@ from portal.smart.crypto import TokenCipher, TokenKeyError
 from portal.smart.errors import NotConnected, ReconnectNeeded
 from portal.smart.oauth import refresh_grant, revoke
 from portal.smart.settings import SmartSettings
-from portal.smart.tokens import access_token, disconnect, rotate_encryption
+from portal.smart.tokens import TokenSource, access_token, disconnect, rotate_encryption
 from tests.live import Browser, LiveEhr, Recorder, connected, register_ehr, rows
 
 
@@ -85,6 +87,50 @@ def test_valid_token_is_used_without_refreshing(
     access, _ = plain_tokens(smart, stored(factory, connection_id))
     assert access_token(factory, connection_id, settings=smart) == access
     assert refreshes(recorder) == []
+
+
+@contextmanager
+def statements(factory) -> Iterator[list[str]]:
+    """SQL run through the factory's engine inside the block."""
+    seen: list[str] = []
+
+    def note(*args) -> None:
+        seen.append(args[2])
+
+    sa.event.listen(factory.kw["bind"], "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(factory.kw["bind"], "before_cursor_execute", note)
+
+
+def test_a_token_source_primed_with_a_lasting_token_reads_nothing_more(
+    factory, ehr, browser: Browser, smart: SmartSettings, live_ehr: LiveEhr, recorder: Recorder
+) -> None:
+    connection_id = connected(factory, ehr, browser, live_ehr, smart)
+    conn = stored(factory, connection_id)
+    source = TokenSource(factory, connection_id, smart)
+    source.prime(conn)
+    with statements(factory) as seen:
+        assert source.get() == plain_tokens(smart, conn)[0]
+    assert seen == [] and refreshes(recorder) == []
+
+
+def test_a_token_source_is_not_primed_with_a_token_about_to_expire(
+    factory,
+    ehr,
+    browser: Browser,
+    smart: SmartSettings,
+    live_ehr: LiveEhr,
+    recorder: Recorder,
+    short_lived,
+) -> None:
+    connection_id = connected(factory, ehr, browser, live_ehr, smart)
+    conn = stored(factory, connection_id)
+    source = TokenSource(factory, connection_id, smart)
+    source.prime(conn)
+    assert source.get() != plain_tokens(smart, conn)[0]  # refreshed first
+    assert len(refreshes(recorder)) == 1
 
 
 def test_token_expiring_soon_is_refreshed_first_and_rotated(
