@@ -34,7 +34,8 @@ from fhirclient.models.fhirdate import FHIRDate
 from fhirclient.models.fhirelementfactory import FHIRElementFactory
 
 # Kinds of element value. Strings and objects come first: they are most of any record.
-_STR, _ELEMENT, _NUMBER, _BOOL, _DATE, _OTHER = range(6)
+# A resource held in an element (contained, Bundle entries) is checked as the type it names.
+_STR, _OBJECT, _RESOURCE, _NUMBER, _BOOL, _DATE, _OTHER = range(7)
 _NUMBERS = (int, float)
 
 
@@ -107,7 +108,8 @@ def _build(cls: type, built: dict[type, _Schema]) -> _Schema:
 
 def _kind(typ: Any, built: dict[type, _Schema]) -> tuple[int, Any]:
     if isinstance(typ, type) and issubclass(typ, FHIRAbstractBase):
-        return _ELEMENT, _build(typ, built)
+        kind = _RESOURCE if issubclass(typ, FHIRAbstractResource) else _OBJECT
+        return kind, _build(typ, built)
     if isinstance(typ, type) and issubclass(typ, FHIRDate):
         # What its constructor checks, without building it: the pattern, then the parser.
         date_class: Any = typ
@@ -150,29 +152,29 @@ def _object(s: _Schema, d: dict[str, Any]) -> bool:
         if value is None:
             continue
         kind, typ, is_list = prop
-        if is_list:
-            if type(value) is not list:
-                return False
+        if not is_list:
             if kind == _STR:
-                for item in value:
-                    if type(item) is not str:
-                        return False
-            elif kind == _ELEMENT:
-                for item in value:
-                    if type(item) is not dict or not _element(typ, item):
-                        return False
-            else:
-                for item in value:
-                    if not _value(kind, typ, item):
-                        return False
-        elif kind == _STR:
-            if type(value) is not str:
+                if type(value) is not str:
+                    return False
+            elif kind == _OBJECT:
+                if type(value) is not dict or not _object(typ, value):
+                    return False
+            elif not _value(kind, typ, value):
                 return False
-        elif kind == _ELEMENT:
-            if type(value) is not dict or not _element(typ, value):
-                return False
-        elif not _value(kind, typ, value):
+        elif type(value) is not list:
             return False
+        elif kind == _STR:
+            for item in value:
+                if type(item) is not str:
+                    return False
+        elif kind == _OBJECT:
+            for item in value:
+                if type(item) is not dict or not _object(typ, item):
+                    return False
+        else:
+            for item in value:
+                if not _value(kind, typ, item):
+                    return False
     for group in s.required:
         for key in group:
             if d.get(key) is not None:
@@ -197,13 +199,15 @@ def _value(kind: int, typ: Any, value: Any) -> bool:
         return True
     if kind == _STR:
         return type(value) is str
-    if kind == _ELEMENT:
-        return type(value) is dict and _element(typ, value)
+    if kind == _OBJECT:
+        return type(value) is dict and _object(typ, value)
+    if kind == _RESOURCE:
+        return type(value) is dict and _resource(typ, value)
     return isinstance(value, typ)
 
 
-def _element(s: _Schema, d: dict[str, Any]) -> bool:
-    if s.is_resource and "resourceType" in d:
+def _resource(s: _Schema, d: dict[str, Any]) -> bool:
+    if "resourceType" in d:
         rtype = d["resourceType"]
         if type(rtype) is not str or not rtype:
             return False
