@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "fhir" / "synthea"
 SHIPPED = ROOT / "portal" / "sandbox" / "data"
 CANDIDATES = ("Vito_Feeney", "Fletcher_Hyatt")
-RUNS = 15
+RUNS = 21
 REDIRECT_URI = "http://127.0.0.1:5999/oauth/callback"
 
 sys.path.insert(0, str(ROOT))
