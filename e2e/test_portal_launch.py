@@ -54,6 +54,7 @@ def test_ehr_launch_from_the_simulator_lands_on_the_summary(demo: Demo, page: Pa
     page.get_by_label("App").select_option("portal")
     page.get_by_label("Patient").select_option(label="Raeann O'Kon (born 1968-10-09)")
     page.get_by_role("button", name="Choose").click()
+    page.get_by_label("Visit (optional)").select_option(index=1)  # launched from a visit
     page.get_by_role("button", name="Launch").click()
     # The launch signed the browser in at the EHR; the patient only confirms what to share.
     page.get_by_role("button", name="Allow").click()
@@ -64,7 +65,13 @@ def test_ehr_launch_from_the_simulator_lands_on_the_summary(demo: Demo, page: Pa
     page.goto(f"{demo.portal}/records/")
     expect(page.get_by_text("Raeann O'Kon").first).to_be_visible()
     expect(page.get_by_text("Riverside General Hospital").first).to_be_visible()
+    # What the clinic had open, from the fetched record, with the way to it.
+    opened = page.get_by_role("region", name="What your clinic had open")
+    expect(opened).to_contain_text("Riverside General Hospital opened your record from:")
+    expect(opened.get_by_role("link", name=re.compile(r"^Your visit on \d"))).to_be_visible()
     screenshot(page, "portal-summary-ehr-launch")
+    opened.get_by_role("link").click()
+    expect(page.get_by_role("heading", name="Visits")).to_be_visible()
 
 
 def test_standalone_two_ehrs_merged_with_sources(demo: Demo, page: Page) -> None:

@@ -107,6 +107,11 @@ class EhrConnection(Base):
     need_patient_banner: Mapped[bool] = mapped_column(default=True)
     smart_style_url: Mapped[str | None] = mapped_column(sa.String(500))
     encounter_id: Mapped[str | None] = mapped_column(sa.String(64))
+    # What the EHR had open at its latest launch ({"type", "id", "role"} each; see
+    # portal.smart.oauth.launch_context); empty after a standalone connect.
+    launch_context: Mapped[list[dict[str, str]]] = mapped_column(
+        JSONType, default=list, server_default="[]"
+    )
     created_at: Mapped[created_at]
     updated_at: Mapped[datetime | None]
     last_synced_at: Mapped[datetime | None]

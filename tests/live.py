@@ -370,14 +370,19 @@ def standalone(
         )
 
 
-def simulate_ehr_launch(live: LiveEhr, browser: Browser, patient: str) -> dict[str, str]:
-    """Press Launch in the EHR's launch simulator; returns the launch URL's iss and launch."""
+def simulate_ehr_launch(
+    live: LiveEhr, browser: Browser, patient: str, encounter: str | None = None
+) -> dict[str, str]:
+    """Press Launch in the EHR's launch simulator (from one of the patient's visits, when
+    `encounter` names it); returns the launch URL's iss and launch."""
     page = browser.http.get(
         "/launch", params={"app": CLIENT_IDS["public"], "patient": live.patient(patient)}
     )
     assert page.status_code == 200
     data = form_with(page.text, "encounter").data()
     data["need_patient_banner"] = "1"
+    if encounter is not None:
+        data["encounter"] = encounter
     opened = browser.http.post("/launch", data=data)
     assert opened.status_code == 303, opened.text
     assert opened.headers["location"].startswith(LAUNCH_URL + "?")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 import secrets
 import time
 import warnings
@@ -54,6 +55,52 @@ ASSERTION_LIFETIME = 300  # SMART: a client assertion expires within five minute
 PRIVATE_KEY_JWT = "private_key_jwt"
 
 
+@dataclass(frozen=True)
+class ContextItem:
+    """A resource the EHR had open when it launched the portal (SMART launch context)."""
+
+    resource_type: str
+    resource_id: str
+    role: str = "launch"
+
+    def as_json(self) -> dict[str, str]:
+        return {"type": self.resource_type, "id": self.resource_id, "role": self.role}
+
+
+MAX_CONTEXT_ITEMS = 20
+_CONTEXT_TYPE = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
+_CONTEXT_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+
+
+def launch_context(token: dict[str, Any], fhir_base: str) -> tuple[ContextItem, ...]:
+    """The launch context of a token response: `encounter`, then each `fhirContext` item that
+    is a reference to a resource on this EHR (SMART 2.x objects, or the bare reference strings
+    of earlier drafts). Canonicals, identifiers, other servers and the patient are left out."""
+    entries: list[tuple[Any, Any]] = [(f"Encounter/{token.get('encounter')}", "launch")]
+    if not isinstance(token.get("encounter"), str):
+        entries = []
+    context = token.get("fhirContext")
+    for entry in context if isinstance(context, list) else []:
+        if isinstance(entry, str):
+            entries.append((entry, "launch"))
+        elif isinstance(entry, dict):
+            entries.append((entry.get("reference"), entry.get("role") or "launch"))
+    found: dict[tuple[str, str], ContextItem] = {}
+    base = fhir_base.rstrip("/") + "/"
+    for reference, role in entries:
+        if not isinstance(reference, str) or not isinstance(role, str):
+            continue
+        if reference.startswith(base):
+            reference = reference[len(base) :]
+        parts = reference.split("/")
+        if len(parts) != 2 or not _CONTEXT_TYPE.match(parts[0]) or not _CONTEXT_ID.match(parts[1]):
+            continue
+        if parts[0] == "Patient":
+            continue  # the patient is the record itself
+        found.setdefault((parts[0], parts[1]), ContextItem(parts[0], parts[1], role[:200]))
+    return tuple(found.values())[:MAX_CONTEXT_ITEMS]
+
+
 @dataclass
 class LaunchResult:
     """What a completed authorization gave us; tokens are plain here, so never log this."""
@@ -72,7 +119,8 @@ class LaunchResult:
     need_patient_banner: bool = True
     smart_style_url: str | None = None
     encounter: str | None = None
-    fhir_context: list[Any] = field(default_factory=list)
+    # What the EHR had open (its `encounter` first, then `fhirContext`), as references.
+    context: tuple[ContextItem, ...] = ()
     id_token_claims: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -284,7 +332,6 @@ def _result(
             nonce=tx.nonce,
             settings=settings,
         )
-    context = token.get("fhirContext")
     style = token.get("smart_style_url")
     encounter = token.get("encounter")
     return LaunchResult(
@@ -302,7 +349,7 @@ def _result(
         need_patient_banner=token.get("need_patient_banner") is not False,
         smart_style_url=style if isinstance(style, str) and style else None,
         encounter=encounter if isinstance(encounter, str) and encounter else None,
-        fhir_context=context if isinstance(context, list) else [],
+        context=launch_context(token, ehr.fhir_base),
         id_token_claims=claims,
     )
 

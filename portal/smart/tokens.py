@@ -134,6 +134,7 @@ def connect(
     connection.need_patient_banner = result.need_patient_banner
     connection.smart_style_url = result.smart_style_url
     connection.encounter_id = result.encounter
+    connection.launch_context = [item.as_json() for item in result.context]
     session.flush()
     log.info("connection %s active (EHR %s)", connection.id, result.ehr_id)
     return connection

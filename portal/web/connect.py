@@ -147,6 +147,8 @@ def callback():
                 403,
             )
     connection = connect(db.session, result, account)
+    if result.kind == "ehr-launch":  # the summary says what the clinic had open
+        session["launched_from"] = connection.id
     run = enqueue(db.session, connection.id)
     db.session.commit()  # the background sync reads the run from another session
     _sync_in_background(run.id)

@@ -34,7 +34,7 @@ from portal.extensions import db
 from portal.models import EhrConnection, SyncRun
 from portal.phr import documents as docs
 from portal.phr import labs as lab_results
-from portal.phr import lists, snapshots
+from portal.phr import launch, lists, snapshots
 from portal.phr import records as rec
 from portal.phr import summary as summ
 from portal.phr import visits as visit_timeline
@@ -216,6 +216,7 @@ def summary() -> Response:
         status = {
             "sync": sync_status.of_connections(db.session, records.clinics, utcnow()),
             "connect_url": _url("connect.connections"),
+            "launch": _launch_context(records),
         }
         top = ("records/_summary_top.html", status)
     return _page(
@@ -226,6 +227,23 @@ def summary() -> Response:
         lambda: {"summary": summ.summary(records, utcnow())},
         top=top,
     )
+
+
+def _launch_context(records: Records) -> dict[str, Any] | None:
+    """What the clinic that launched this browser's session had open (owner only)."""
+    launched = session.get("launched_from")
+    account_id = session.get("account_id")
+    if records.view.owner.id != account_id:
+        return None
+    connection = next((c for c in records.clinics if c.id == launched), None)
+    if connection is None or not connection.launch_context:
+        return None
+    endpoints = {section: endpoint for endpoint, _label, section in SECTIONS if section}
+    items = [
+        (item.words, _url(endpoints[item.section]) if item.section in endpoints else None)
+        for item in launch.opened(records, connection.id, connection.launch_context)
+    ]
+    return {"ehr_name": connection.source_name, "entries": items}
 
 
 @bp.get("/problems")

@@ -15,9 +15,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from portal.db import transaction, utcnow
 from portal.models import Account, EhrConnection, EhrServer, OAuthTransaction
+from portal.sandbox.models import FhirResource
 from portal.smart.crypto import digest
 from portal.smart.errors import AuthorizationDenied, StateError, TokenError
-from portal.smart.oauth import begin, complete
+from portal.smart.oauth import ContextItem, begin, complete, launch_context
 from portal.smart.settings import SmartSettings
 from portal.smart.tokens import connect, find_or_create_account_for_launch
 from tests.live import (
@@ -157,6 +158,86 @@ def test_ehr_launch_end_to_end_identity_from_the_token(
             assert connection.patient_id == patient and connection.subject == result.sub
     assert accounts[0] == accounts[1]
     assert rows(factory, sa.select(sa.func.count()).select_from(Account)) == [(1,)]
+
+
+def test_ehr_launch_from_a_visit_keeps_what_the_ehr_had_open(
+    factory, ehr: EhrServer, browser: Browser, smart: SmartSettings, live_ehr: LiveEhr
+) -> None:
+    with live_ehr.sandbox_session() as session:
+        visit = session.scalar(
+            sa.select(FhirResource.resource_id).where(
+                FhirResource.resource_type == "Encounter",
+                FhirResource.patient_id == live_ehr.patient("arron_schamberger"),
+            )
+        )
+    launched = simulate_ehr_launch(live_ehr, browser, "arron_schamberger", encounter=visit)
+    url = start(factory, ehr, browser, smart, kind="ehr-launch", launch=launched["launch"])
+    result = finish(factory, smart, consent_to(browser, url), browser.binding)
+    assert result.encounter == visit
+    assert result.context == (ContextItem("Encounter", visit),)
+    with transaction(factory) as session:
+        account = find_or_create_account_for_launch(session, ehr, result)
+        connection = connect(session, result, account, settings=smart)
+        assert connection.launch_context == [{"type": "Encounter", "id": visit, "role": "launch"}]
+    # A later standalone connect of the same record has no launch context: it is cleared.
+    with transaction(factory) as session:
+        result.kind, result.encounter, result.context = "standalone", None, ()
+        connection = connect(session, result, account, settings=smart)
+        assert connection.launch_context == [] and connection.encounter_id is None
+
+
+BASE = "https://ehr.example/fhir"
+
+
+@pytest.mark.parametrize(
+    ("token", "expected"),
+    [
+        ({}, []),
+        ({"encounter": "e1"}, [("Encounter", "e1", "launch")]),
+        (  # SMART 2.x objects; role kept; the encounter comes first
+            {
+                "encounter": "e1",
+                "fhirContext": [
+                    {"reference": "DiagnosticReport/r1"},
+                    {"reference": "Observation/o1", "role": "https://example.org/role/focus"},
+                ],
+            },
+            [
+                ("Encounter", "e1", "launch"),
+                ("DiagnosticReport", "r1", "launch"),
+                ("Observation", "o1", "https://example.org/role/focus"),
+            ],
+        ),
+        ({"fhirContext": ["DocumentReference/d1"]}, [("DocumentReference", "d1", "launch")]),
+        ({"fhirContext": [{"reference": f"{BASE}/Condition/c1"}]}, [("Condition", "c1", "launch")]),
+        (  # what cannot be looked up on this EHR is left out
+            {
+                "fhirContext": [
+                    {"reference": "https://elsewhere.example/fhir/Condition/c1"},
+                    {"canonical": "http://example.org/Questionnaire/q"},
+                    {"identifier": {"value": "x"}, "type": "ServiceRequest"},
+                    {"reference": "Patient/p1"},
+                    {"reference": "Condition/has spaces"},
+                    {"reference": "condition/c1"},
+                    {"reference": "Condition/c1/_history/2"},
+                    {"reference": 5},
+                    "",
+                    None,
+                ],
+                "encounter": 7,
+            },
+            [],
+        ),
+        (  # repeated once; a hundred items are capped
+            {"fhirContext": [f"Observation/o{i % 50}" for i in range(100)]},
+            [("Observation", f"o{i}", "launch") for i in range(20)],
+        ),
+        ({"fhirContext": "DiagnosticReport/r1"}, []),  # not a list
+    ],
+)
+def test_launch_context_is_read_liberally_and_kept_safe(token: dict, expected: list) -> None:
+    found = launch_context(token, BASE)
+    assert [(c.resource_type, c.resource_id, c.role) for c in found] == expected
 
 
 # --- the callback -------------------------------------------------------------------------------

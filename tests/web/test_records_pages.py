@@ -445,3 +445,70 @@ TITLES = {
 def test_every_page_has_its_title(client: FlaskClient, vito: list[dict[str, Any]]) -> None:
     for path, title in TITLES.items():
         assert f"<title>{title} · My Health Record</title>" in client.get(path).text, path
+
+
+# ---- launch context ---------------------------------------------------------------------------
+
+
+def launched_from(app: Flask, client: FlaskClient, context: list[dict[str, str]]) -> int:
+    """Christin's record, opened by an EHR launch that had `context` open."""
+    with app.app_context():
+        account, connection, _ = f.patient_with(
+            db.session, "christin_stiedemann", launch_context=context
+        )
+        db.session.commit()
+        ids = account.id, connection.id
+    with client.session_transaction() as s:
+        s["account_id"], s["launched_from"] = ids
+    return ids[1]
+
+
+def first(rtype: str) -> dict[str, Any]:
+    resources = f.bundle("christin_stiedemann")["entry"]
+    return next(e["resource"] for e in resources if e["resource"]["resourceType"] == rtype)
+
+
+def test_summary_says_what_the_launching_clinic_had_open(app: Flask, client: FlaskClient) -> None:
+    visit, report = first("Encounter"), first("DiagnosticReport")
+    launched_from(
+        app,
+        client,
+        [
+            {"type": "Encounter", "id": visit["id"], "role": "launch"},
+            {"type": "DiagnosticReport", "id": report["id"], "role": "launch"},
+            {"type": "Observation", "id": "not-fetched", "role": "launch"},
+        ],
+    )
+    page = client.get("/records/")
+    panel = re.search(r'<section class="launch-context".*?</section>', page.text, re.S)
+    assert panel, page.text[:2000]
+    text = re.sub(r"\s+", " ", panel.group(0))
+    assert "<strong>Riverside General Hospital</strong> opened your record from:" in text
+    visit_type = visit["type"][0].get("text") or visit["type"][0]["coding"][0]["display"]
+    visit_link = rf'<a href="/records/visits">Your visit on [^<]*: {re.escape(visit_type)}</a>'
+    assert re.search(visit_link, text)
+    assert re.search(r'<a href="/records/labs">A report: [^<]+</a>', text)
+    assert "<li>A result that is not in your record here (yet)</li>" in text
+
+
+def test_launch_context_only_for_the_session_that_was_launched(
+    app: Flask, client: FlaskClient
+) -> None:
+    visit = first("Encounter")
+    launched_from(app, client, [{"type": "Encounter", "id": visit["id"], "role": "launch"}])
+    assert "launch-context" in client.get("/records/").text
+    with client.session_transaction() as s:
+        del s["launched_from"]  # the same person, signed in another time
+    assert "launch-context" not in client.get("/records/").text
+    with app.app_context():  # a launch of somebody else's connection says nothing here
+        _, connection, _ = f.patient_with(
+            db.session,
+            "raeann_okon",
+            launch_context=[{"type": "Encounter", "id": visit["id"], "role": "launch"}],
+        )
+        db.session.commit()
+        other_connection = connection.id
+    with client.session_transaction() as s:
+        s["launched_from"] = other_connection
+    page = client.get("/records/")
+    assert page.status_code == 200 and "launch-context" not in page.text
