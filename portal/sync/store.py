@@ -200,10 +200,8 @@ def _quarantine_row(
     }
 
 
-INSERTED_COLUMNS = (
-    "connection_id",
-    "resource_type",
-    "resource_id",
+KEY_COLUMNS = ("connection_id", "resource_type", "resource_id")
+VALUE_COLUMNS = (
     "version_id",
     "last_updated",
     "fetched_at",
@@ -213,18 +211,6 @@ INSERTED_COLUMNS = (
     "code",
     "display",
     "effective_at",
-)
-UPDATED_COLUMNS = (
-    "version_id",
-    "last_updated",
-    "fetched_at",
-    "category",
-    "status",
-    "code_system",
-    "code",
-    "display",
-    "effective_at",
-    "raw",
 )
 
 
@@ -291,10 +277,11 @@ def _upsert_statement(dialect: str) -> Any:
         text = sa.bindparam("raw_json", type_=sa.Text())  # SQLite keeps JSON as this text
     else:
         raise NotImplementedError(f"upsert on {dialect}")
-    stmt = stmt.values({name: sa.bindparam(name) for name in INSERTED_COLUMNS} | {"raw": text})
+    columns = (*KEY_COLUMNS, *VALUE_COLUMNS)
+    stmt = stmt.values({name: sa.bindparam(name) for name in columns} | {"raw": text})
     return stmt.on_conflict_do_update(
-        index_elements=["connection_id", "resource_type", "resource_id"],
-        set_={name: getattr(stmt.excluded, name) for name in UPDATED_COLUMNS},
+        index_elements=list(KEY_COLUMNS),
+        set_={name: getattr(stmt.excluded, name) for name in (*VALUE_COLUMNS, "raw")},
     )
 
 
