@@ -72,11 +72,12 @@ class SyncSettings:
     page_size: int = 200
     lease_seconds: int = 60
     heartbeat_seconds: float = 1.0
-    # Records and progress are written at most this often (and when a section completes,
-    # though not twice within `section_seconds`, and at the end): a few larger transactions
-    # rather than one per page.
+    # Records and progress are written at most this often (and when `store_rows` records
+    # wait, when a section completes though not twice within `section_seconds`, and at the
+    # end): a few larger transactions rather than one per page, and little left for the end.
     store_seconds: float = 0.25
     section_seconds: float = 0.05
+    store_rows: int = 200
     fetch_references: bool = True
 
 
@@ -507,9 +508,9 @@ class _Runner:
 
     def _writer(self) -> None:
         """Take pages and search ends in order and write them in few transactions: at most
-        every `store_seconds`, but soon when a section completes (`section_seconds` after the
-        last write, once caught up with what is queued), and at the end; the heartbeat at
-        least every `heartbeat_seconds`."""
+        every `store_seconds`, but at once when `store_rows` records wait, soon when a section
+        completes (`section_seconds` after the last write, once caught up with what is
+        queued), and at the end; the heartbeat at least every `heartbeat_seconds`."""
         rows: list[dict[str, Any]] = []
         quarantined: list[dict[str, Any]] = []
         changed = ended = False  # since the last write: anything new; a search ended
@@ -540,6 +541,8 @@ class _Runner:
             if closing:
                 self._leftover = (rows, quarantined)  # stored with the run's end, at once
                 return
+            elif len(rows) >= self.settings.store_rows:
+                pass  # enough records wait: store them now, and leave less for the end
             elif now() < self._due(last, changed, ended):
                 continue
             elif now() < self._due(last, changed, False):  # due only because a search ended

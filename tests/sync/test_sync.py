@@ -182,6 +182,36 @@ def test_pages_are_stored_together_and_each_write_bumps_the_data_version_once(
     assert {t: n for t, n in counts.items() if t in PATIENT_TYPES} == expected_counts(live_ehr)
 
 
+def test_records_are_stored_once_enough_wait_leaving_little_for_the_end(
+    factory, conn: int, smart: SmartSettings, live_ehr: LiveEhr
+) -> None:
+    sizes: list[int] = []
+
+    def count(_conn, _cursor, statement: str, parameters, _context, executemany: bool) -> None:
+        if statement.startswith("INSERT INTO fhir_record"):
+            sizes.append(len(parameters) if executemany else 1)
+
+    engine = factory.kw["bind"]
+    # Nothing by the clock or by sections: only by the number of records waiting, and the end.
+    batched = SyncSettings(
+        smart=smart,
+        page_size=7,
+        heartbeat_seconds=30,
+        store_seconds=30,
+        section_seconds=30,
+        store_rows=20,
+    )
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        done = sync_once(factory, conn, batched)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
+    assert done.status == "complete"
+    assert len(sizes) >= 3
+    assert all(size >= 20 for size in sizes[:-1])
+    assert sum(sizes) == sum(count_by_type(factory, conn).values())
+
+
 @pytest.mark.parametrize("fault", ["rate_limit", "unavailable"])
 def test_retry_after_is_honoured_and_the_sync_completes(
     fault: str,
