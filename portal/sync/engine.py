@@ -683,7 +683,7 @@ class _Runner:
                 status,
                 self.progress(),
                 error,
-                records=(self.connection_id, rows, quarantined),
+                records=(self.connection_id, rows, quarantined) if rows or quarantined else None,
             )
         except Exception:
             if not rows and not quarantined:

@@ -18,7 +18,7 @@ from portal.db import transaction, utcnow
 from portal.models import EhrConnection, EhrServer, FhirRecord, QuarantinedResource, SyncRun
 from portal.sandbox.fhir.store import add_resource
 from portal.sandbox.models import FhirHistory, FhirResource
-from portal.smart.errors import ReconnectNeeded
+from portal.smart.errors import NotConnected, ReconnectNeeded
 from portal.smart.settings import SmartSettings
 from portal.sync.engine import SyncSettings, enqueue, latest_run, run
 from portal.sync.worker import run_pending, start_in_background
@@ -522,6 +522,23 @@ def test_abandoned_run_is_picked_up_by_the_sweep(factory, conn: int, sync: SyncS
         )
     assert run_pending(factory, sync) == {run_id: "complete"}
     assert run_pending(factory, sync) == {}
+
+
+@pytest.mark.parametrize("status", ["reconnect_needed", "disconnected"])
+def test_a_run_whose_connection_stopped_working_meanwhile_fails_in_words(
+    status: str, factory, conn: int, sync: SyncSettings, recorder: Recorder
+) -> None:
+    with transaction(factory) as session:
+        run_id = enqueue(session, conn).id
+        session.execute(sa.update(EhrConnection).values(status=status))
+    asked_before = len(fhir_searches(recorder))
+    assert run(factory, run_id, "w", settings=sync) == "failed"
+    with factory() as session:
+        found = session.get(SyncRun, run_id)
+        assert found is not None and found.status == "failed"
+        expected = ReconnectNeeded if status == "reconnect_needed" else NotConnected
+        assert found.error == expected.public_message
+    assert len(fhir_searches(recorder)) == asked_before  # nothing was asked of the EHR
 
 
 def test_reconnect_needed_connection_is_not_synced(factory, conn: int) -> None:
