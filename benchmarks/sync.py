@@ -64,6 +64,7 @@ from portal.smart.oauth import begin, complete, new_browser_binding  # noqa: E40
 from portal.smart.settings import settings_from_config  # noqa: E402
 from portal.smart.tokens import access_token, connect  # noqa: E402
 from portal.sync.engine import SyncSettings, enqueue, run  # noqa: E402
+from portal.sync.fastcheck import forget_values  # noqa: E402
 from portal.sync.plan import plan  # noqa: E402
 
 
@@ -205,6 +206,7 @@ def reset(factory: Any) -> None:
 
 def timed_sync(factory: Any, connection_id: int, settings: SyncSettings) -> float:
     reset(factory)
+    forget_values()  # the same patient again must not find its dates already checked
     with transaction(factory) as session:
         run_id = enqueue(session, connection_id).id
     start = time.perf_counter()
