@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -451,3 +452,25 @@ def riverside(factory: sessionmaker[Session], live_ehr: LiveEhr) -> EhrServer:
 def faults(live_ehr: LiveEhr) -> Iterator[LiveEhr]:
     yield live_ehr
     live_ehr.clear_faults()
+
+
+@dataclass(frozen=True)
+class Statement:
+    sql: str
+    rows: int  # parameter sets (an executemany has several)
+
+
+@contextmanager
+def statements(factory: sessionmaker[Session]) -> Iterator[list[Statement]]:
+    """SQL run through the factory's engine inside the block."""
+    seen: list[Statement] = []
+
+    def note(_conn: Any, _cursor: Any, sql: str, params: Any, _ctx: Any, many: bool) -> None:
+        seen.append(Statement(sql, len(params) if many else 1))
+
+    engine = factory.kw["bind"]
+    sa.event.listen(engine, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", note)

@@ -8,8 +8,6 @@ the patient to reconnect and keeps every local record; disconnect revokes at the
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
 
@@ -26,7 +24,15 @@ from portal.smart.errors import NotConnected, ReconnectNeeded
 from portal.smart.oauth import refresh_grant, revoke
 from portal.smart.settings import SmartSettings
 from portal.smart.tokens import TokenSource, access_token, disconnect, rotate_encryption
-from tests.live import Browser, LiveEhr, Recorder, connected, register_ehr, rows
+from tests.live import (
+    Browser,
+    LiveEhr,
+    Recorder,
+    connected,
+    register_ehr,
+    rows,
+    statements,
+)
 
 
 def stored(factory, connection_id: int) -> EhrConnection:
@@ -87,21 +93,6 @@ def test_valid_token_is_used_without_refreshing(
     access, _ = plain_tokens(smart, stored(factory, connection_id))
     assert access_token(factory, connection_id, settings=smart) == access
     assert refreshes(recorder) == []
-
-
-@contextmanager
-def statements(factory) -> Iterator[list[str]]:
-    """SQL run through the factory's engine inside the block."""
-    seen: list[str] = []
-
-    def note(*args) -> None:
-        seen.append(args[2])
-
-    sa.event.listen(factory.kw["bind"], "before_cursor_execute", note)
-    try:
-        yield seen
-    finally:
-        sa.event.remove(factory.kw["bind"], "before_cursor_execute", note)
 
 
 def test_a_token_source_primed_with_a_lasting_token_reads_nothing_more(

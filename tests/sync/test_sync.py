@@ -22,7 +22,16 @@ from portal.smart.errors import NotConnected, ReconnectNeeded
 from portal.smart.settings import SmartSettings
 from portal.sync.engine import SyncSettings, enqueue, latest_run, run
 from portal.sync.worker import run_pending, start_in_background
-from tests.live import Browser, LiveEhr, Recorder, connected, count_by_type, json_response, rows
+from tests.live import (
+    Browser,
+    LiveEhr,
+    Recorder,
+    connected,
+    count_by_type,
+    json_response,
+    rows,
+    statements,
+)
 
 # The US Core types the portal reads by patient, as the bundle counts them.
 PATIENT_TYPES = {
@@ -152,29 +161,18 @@ def test_every_page_is_followed(
 def test_pages_are_stored_together_and_each_write_bumps_the_data_version_once(
     factory, conn: int, smart: SmartSettings, live_ehr: LiveEhr, recorder: Recorder
 ) -> None:
-    writes: list[str] = []
-
-    def count(_conn, _cursor, statement: str, *_args) -> None:
-        if statement.startswith("INSERT INTO fhir_record"):
-            writes.append("records")
-        elif statement.startswith("UPDATE sync_run") and "progress" in statement:
-            writes.append("progress")
-
-    engine = factory.kw["bind"]
     # No writes by the clock: only when a section completes, and at the end.
     slow = SyncSettings(
         smart=smart, page_size=7, max_connections=3, heartbeat_seconds=30, store_seconds=30
     )
-    sa.event.listen(engine, "before_cursor_execute", count)
-    try:
+    with statements(factory) as seen:
         done = sync_once(factory, conn, slow)
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", count)
+    stored = sum(s.sql.startswith("INSERT INTO fhir_record") for s in seen)
+    progress = sum(s.sql.startswith("UPDATE sync_run") and "progress" in s.sql for s in seen)
     assert done.status == "complete"
     pages = len(fhir_searches(recorder))
-    stored = writes.count("records")
     assert 1 <= stored < pages / 2  # several pages per transaction
-    assert writes.count("progress") <= len(done.progress) + 2  # sections, the end, the finish
+    assert progress <= len(done.progress) + 2  # sections, the end, the finish
     with factory() as session:
         connection = session.get(EhrConnection, conn)
         assert connection is not None and connection.data_version == stored
@@ -185,13 +183,6 @@ def test_pages_are_stored_together_and_each_write_bumps_the_data_version_once(
 def test_records_are_stored_once_enough_wait_leaving_little_for_the_end(
     factory, conn: int, smart: SmartSettings, live_ehr: LiveEhr
 ) -> None:
-    sizes: list[int] = []
-
-    def count(_conn, _cursor, statement: str, parameters, _context, executemany: bool) -> None:
-        if statement.startswith("INSERT INTO fhir_record"):
-            sizes.append(len(parameters) if executemany else 1)
-
-    engine = factory.kw["bind"]
     # Nothing by the clock or by sections: only by the number of records waiting, and the end.
     batched = SyncSettings(
         smart=smart,
@@ -201,11 +192,9 @@ def test_records_are_stored_once_enough_wait_leaving_little_for_the_end(
         section_seconds=30,
         store_rows=20,
     )
-    sa.event.listen(engine, "before_cursor_execute", count)
-    try:
+    with statements(factory) as seen:
         done = sync_once(factory, conn, batched)
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", count)
+    sizes = [s.rows for s in seen if s.sql.startswith("INSERT INTO fhir_record")]
     assert done.status == "complete"
     assert len(sizes) >= 3
     assert all(size >= 20 for size in sizes[:-1])
