@@ -116,13 +116,19 @@ def connection_status(
 def _status(
     connection: EhrConnection, run: SyncRun | None, now: datetime | None
 ) -> ConnectionStatus:
+    # The run and the connection may have been read either side of the run's last commit
+    # (which sets both): a completed run's end is then the newer word.
+    last_synced = connection.last_synced_at
+    ended = run.finished_at if run is not None and run.status == "complete" else None
+    if ended is not None and (last_synced is None or ended > last_synced):
+        last_synced = ended
     return ConnectionStatus(
         now=now,
         connection_id=connection.id,
         ehr_id=connection.ehr_server_id,
         ehr_name=connection.source_name,
         status=connection.status,
-        last_synced_at=connection.last_synced_at,
+        last_synced_at=last_synced,
         run_status=run.status if run else None,
         run_error=run.error if run else None,
         sections=_sections(run),

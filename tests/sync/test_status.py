@@ -70,3 +70,24 @@ def test_progress_lists_only_sections_with_news(session: Session) -> None:
     assert status.syncing and len(status.sections) == 4
     assert [s.name for s in status.progress] == ["lab results", "visits"]
     assert status.headline == "Fetching your records… 120 items so far."
+
+
+def test_a_run_read_after_its_end_outranks_a_connection_read_before_it(session: Session) -> None:
+    """The status reads the connection, then the runs: a sync that ended in between (its last
+    commit sets both) still reads as up to date, never as "not fetched yet"."""
+    now = datetime(2025, 1, 10, 12, tzinfo=UTC)
+    account = f.make_account(session)
+    fresh = f.make_connection(session, account)  # read before the first sync's end
+    again = f.make_connection(
+        session, account, "Lakeside Family Clinic", last_synced_at=now - timedelta(days=2)
+    )
+    session.add_all(
+        [
+            SyncRun(connection_id=fresh.id, status="complete", finished_at=now),
+            SyncRun(connection_id=again.id, status="complete", finished_at=now),
+        ]
+    )
+    session.flush()
+    for status in of_connections(session, account.connections, now + timedelta(minutes=1)):
+        assert status.headline == "Up to date."
+        assert status.last_synced == "10 Jan 2025, 12:00 UTC" and status.age == "1 minute ago"
