@@ -22,8 +22,15 @@ def sign_in_at_ehr(page: Page, username: str) -> None:
     page.get_by_role("button", name="Sign in", exact=True).click()
 
 
+def settle(page: Page) -> None:
+    """Let a summary that watches a sync reload itself when the sync ends (the reloaded page
+    watches no more) before leaving it: leaving just then would race with that reload."""
+    expect(page.locator("[hx-get*='watch=1']")).to_have_count(0, timeout=SYNC_TIMEOUT)
+
+
 def wait_for_sync(page: Page, demo: Demo) -> None:
     """Watch the live progress page (it polls) until no clinic is still fetching."""
+    settle(page)
     page.goto(f"{demo.portal}/sync/status")
     expect(page.locator("#sync-status")).to_be_visible()
     expect(page.locator("#sync-status")).not_to_contain_text("Fetching", timeout=SYNC_TIMEOUT)
@@ -40,6 +47,7 @@ def sign_up(page: Page, demo: Demo, email: str) -> None:
 
 
 def connect(page: Page, demo: Demo, clinic: str, username: str, untick: str | None = None) -> None:
+    settle(page)
     page.goto(f"{demo.portal}/connect")
     page.get_by_role("link", name=f"Connect {clinic}").click()
     sign_in_at_ehr(page, username)
