@@ -32,6 +32,7 @@ from portal.smart.settings import SmartSettings
 
 log = logging.getLogger(__name__)
 
+FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")  # a resource id, as FHIR R4 defines it
 RETRY_STATUSES = frozenset({429, 503})
 FHIR_JSON = "application/fhir+json"
 JSON_TYPES = frozenset({FHIR_JSON, "application/json"})

@@ -37,6 +37,7 @@ from portal.smart.errors import (
     StateError,
     TokenError,
 )
+from portal.smart.fhir import FHIR_ID
 from portal.smart.idtoken import validate_id_token
 from portal.smart.keys import ASSERTION_ALG
 from portal.smart.settings import SmartSettings, resolve
@@ -69,16 +70,16 @@ class ContextItem:
 
 MAX_CONTEXT_ITEMS = 20
 _CONTEXT_TYPE = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
-_CONTEXT_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
 
 def launch_context(token: dict[str, Any], fhir_base: str) -> tuple[ContextItem, ...]:
     """The launch context of a token response: `encounter`, then each `fhirContext` item that
     is a reference to a resource on this EHR (SMART 2.x objects, or the bare reference strings
     of earlier drafts). Canonicals, identifiers, other servers and the patient are left out."""
-    entries: list[tuple[Any, Any]] = [(f"Encounter/{token.get('encounter')}", "launch")]
-    if not isinstance(token.get("encounter"), str):
-        entries = []
+    encounter = token.get("encounter")
+    entries: list[tuple[Any, Any]] = (
+        [(f"Encounter/{encounter}", "launch")] if isinstance(encounter, str) else []
+    )
     context = token.get("fhirContext")
     for entry in context if isinstance(context, list) else []:
         if isinstance(entry, str):
@@ -93,7 +94,7 @@ def launch_context(token: dict[str, Any], fhir_base: str) -> tuple[ContextItem, 
         if reference.startswith(base):
             reference = reference[len(base) :]
         parts = reference.split("/")
-        if len(parts) != 2 or not _CONTEXT_TYPE.match(parts[0]) or not _CONTEXT_ID.match(parts[1]):
+        if len(parts) != 2 or not _CONTEXT_TYPE.match(parts[0]) or not FHIR_ID.match(parts[1]):
             continue
         if parts[0] == "Patient":
             continue  # the patient is the record itself

@@ -57,14 +57,10 @@ _lock = threading.Lock()
 _schemas: dict[type, _Schema] = {}  # only complete schemas are ever published here
 
 
+@functools.lru_cache(maxsize=256)
 def model(resource_type: str) -> type:
     """The fhirclient class FHIRElementFactory builds for `resource_type` (found once: the
     factory compares the name with each of some 650 names)."""
-    return _model(resource_type)
-
-
-@functools.lru_cache(maxsize=256)
-def _model(resource_type: str) -> type:
     return type(FHIRElementFactory.instantiate(resource_type, None))
 
 
@@ -130,7 +126,7 @@ def accepts(resource: Any) -> bool:
     rtype = resource.get("resourceType")
     if type(rtype) is not str or not rtype:
         return False
-    s = schema(_model(rtype))
+    s = schema(model(rtype))
     if s.is_resource and s.cls.resource_type != rtype:  # type: ignore[attr-defined]  # resources have it
         return False
     try:
@@ -185,13 +181,9 @@ def _object(s: _Schema, d: dict[str, Any]) -> bool:
 
 
 def _value(kind: int, typ: Any, value: Any) -> bool:
-    """A value of a kind other than string or element (those are checked inline)."""
+    """A value of a kind other than string or object (`_object` checks those inline)."""
     if kind == _DATE:
         return type(value) is str and _date(typ, value)
-    if kind == _STR:
-        return type(value) is str
-    if kind == _OBJECT:
-        return type(value) is dict and _object(typ, value)
     if kind == _RESOURCE:
         return type(value) is dict and _resource(typ, value)
     return isinstance(value, typ)
@@ -223,7 +215,7 @@ def _resource(s: _Schema, d: dict[str, Any]) -> bool:
         if type(rtype) is not str or not rtype:
             return False
         if rtype != s.cls.resource_type:  # type: ignore[attr-defined]  # resources have it
-            target = schema(_model(rtype))  # as fhirclient's factory would build it
+            target = schema(model(rtype))  # as fhirclient's factory would build it
             if (
                 not target.is_resource
                 or not issubclass(target.cls, s.cls)

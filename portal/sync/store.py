@@ -17,14 +17,15 @@ from typing import Any, cast
 import orjson
 import sqlalchemy as sa
 from fhirclient.models.fhirabstractbase import FHIRValidationError
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
+from portal.db import upsert_insert
 from portal.models import FhirRecord, QuarantinedResource
 from portal.phr.classify import classify, parse_datetime
+from portal.smart.fhir import FHIR_ID
 from portal.sync import fastcheck
 
-FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 # A "reference" member with a string value in `encode` output (no spaces). A quote inside a
 # string is escaped, so a match whose first quote follows '{' or ',' opens a key that is
 # exactly "reference"; any other match is inside a string or ends a longer key.
@@ -268,15 +269,10 @@ def _upsert(dialect: Any) -> _Upsert:
 
 def _upsert_statement(dialect: str) -> Any:
     """INSERT ... ON CONFLICT DO UPDATE of encoded rows."""
-    table = cast(sa.Table, FhirRecord.__table__)
+    stmt = upsert_insert(dialect, FhirRecord.__table__)
+    text: Any = sa.bindparam("raw_json", type_=sa.Text())  # SQLite keeps JSON as this text
     if dialect == "postgresql":
-        stmt: Any = postgresql.insert(table)
-        text: Any = sa.cast(sa.bindparam("raw_json", type_=sa.Text()), postgresql.JSONB)
-    elif dialect == "sqlite":
-        stmt = sqlite.insert(table)
-        text = sa.bindparam("raw_json", type_=sa.Text())  # SQLite keeps JSON as this text
-    else:
-        raise NotImplementedError(f"upsert on {dialect}")
+        text = sa.cast(text, postgresql.JSONB)
     columns = (*KEY_COLUMNS, *VALUE_COLUMNS)
     stmt = stmt.values({name: sa.bindparam(name) for name in columns} | {"raw": text})
     return stmt.on_conflict_do_update(

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from portal.db import utcnow
+from portal.smart.fhir import FHIR_ID
 from portal.sync.checking import Checker
-from portal.sync.store import FHIR_ID, encode, prepare_page, text_references
+from portal.sync.store import encode, prepare_page, text_references
 
 DATA = Path(__file__).resolve().parents[2] / "portal" / "sandbox" / "data"
 BASE = "https://ehr.example/fhir"
