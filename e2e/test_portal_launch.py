@@ -80,6 +80,8 @@ def test_ehr_launch_from_the_simulator_lands_on_the_summary(demo: Demo, page: Pa
     screenshot(page, "portal-summary-ehr-launch")
     opened.get_by_role("link").click()
     expect(page.get_by_role("heading", name="Visits")).to_be_visible()
+    expect(page.locator(".visit:target")).to_be_in_viewport()  # that visit, not just the list
+    screenshot(page, "portal-visit-the-clinic-had-open")
 
 
 def test_standalone_two_ehrs_merged_with_sources(demo: Demo, page: Page) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from portal.phr import visits
 from portal.phr.records import CATEGORY_SECTIONS, Records, display_name
 from portal.phr.words import concept_text, date_text
 
@@ -36,10 +37,15 @@ class Opened:
 
     words: str
     section: str | None  # the records section that shows it (None: not in the record here)
+    page: int = 1  # of that section's list
+    anchor: str | None = None  # the item's place on that page
 
 
-def opened(records: Records, connection_id: int, items: list[dict[str, Any]]) -> list[Opened]:
-    """The launch context of one of this record's connections, in plain words."""
+def opened(
+    records: Records, connection_id: int, items: list[dict[str, Any]], *, fetching: bool
+) -> list[Opened]:
+    """The launch context of one of this record's connections, in plain words; `fetching`:
+    that clinic's records are still arriving."""
     if connection_id not in records.sources:
         return []
     keys = [
@@ -54,7 +60,12 @@ def opened(records: Records, connection_id: int, items: list[dict[str, Any]]) ->
         kind = KIND_WORDS.get(rtype, "a record")
         row = found.get((connection_id, key))
         if row is None:
-            out.append(Opened(f"{kind.capitalize()} that is not in your record here (yet)", None))
+            words = (
+                f"{kind.capitalize()}: it shows here once your records are fetched"
+                if fetching
+                else f"{kind.capitalize()} that is not in the record your clinic shared"
+            )
+            out.append(Opened(words, None))
             continue
         title = concept_text(row.raw.get("type")) if rtype == "Encounter" else None
         title = title or display_name(row)
@@ -64,5 +75,9 @@ def opened(records: Records, connection_id: int, items: list[dict[str, Any]]) ->
         else:
             words = f"{kind.capitalize()}: {title}" + (f", {when}" if when else "")
         sections = CATEGORY_SECTIONS.get(row.category, ())
-        out.append(Opened(words, sections[0] if sections else None))
+        section = sections[0] if sections else None
+        if section == "visits":  # the visit itself on the Visits page, not only the list
+            out.append(Opened(words, section, visits.page_of(records, row), f"visit-{row.id}"))
+        else:
+            out.append(Opened(words, section))
     return out

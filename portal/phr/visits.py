@@ -135,6 +135,16 @@ def visits(records: Records, page: int = 1, size: int = VISITS_PER_PAGE) -> Page
     )
 
 
+def page_of(records: Records, visit: Row, size: int = VISITS_PER_PAGE) -> int:
+    """The page of `visits` that shows this visit (newest first, as `Records.rows` orders)."""
+    at, rid = FhirRecord.effective_at, FhirRecord.id
+    if visit.effective_at is None:  # undated visits come last
+        before = sa.or_(at.is_not(None), rid > visit.id)
+    else:
+        before = sa.or_(at > visit.effective_at, sa.and_(at == visit.effective_at, rid > visit.id))
+    return records.count(["visits"], where=[before]) // size + 1
+
+
 def _linked(records: Records, visits: list[Row]) -> list[Row]:
     """Records that point at these visits, oldest first.
 

@@ -63,6 +63,7 @@ SECTIONS = (
     ("records.care_team", "Care team", "careteam"),
     ("records.coverage", "Coverage", "coverage"),
 )
+SECTION_PAGES = {section: endpoint for endpoint, _label, section in SECTIONS if section}
 # Prepared as soon as a sync ends: where a patient lands and the first page of each section.
 LANDING = tuple(endpoint for endpoint, _label, _section in SECTIONS)
 
@@ -213,10 +214,11 @@ def summary() -> Response:
     records = _records(record, None)
     top = None
     if not wants_fragment():  # when each clinic's part was updated: live, never prepared
+        syncs = sync_status.of_connections(db.session, records.clinics, utcnow())
         status = {
-            "sync": sync_status.of_connections(db.session, records.clinics, utcnow()),
+            "sync": syncs,
             "connect_url": _url("connect.connections"),
-            "launch": _launch_context(records),
+            "launch": _launch_context(records, {s.connection_id for s in syncs if s.syncing}),
         }
         top = ("records/_summary_top.html", status)
     return _page(
@@ -229,8 +231,9 @@ def summary() -> Response:
     )
 
 
-def _launch_context(records: Records) -> dict[str, Any] | None:
-    """What the clinic that launched this browser's session had open (owner only)."""
+def _launch_context(records: Records, fetching: set[int]) -> dict[str, Any] | None:
+    """What the clinic that launched this browser's session had open (owner only);
+    `fetching`: the connections whose records are still arriving."""
     launched = session.get("launched_from")
     account_id = session.get("account_id")
     if records.view.owner.id != account_id:
@@ -238,12 +241,19 @@ def _launch_context(records: Records) -> dict[str, Any] | None:
     connection = next((c for c in records.clinics if c.id == launched), None)
     if connection is None or not connection.launch_context:
         return None
-    endpoints = {section: endpoint for endpoint, _label, section in SECTIONS if section}
-    items = [
-        (item.words, _url(endpoints[item.section]) if item.section in endpoints else None)
-        for item in launch.opened(records, connection.id, connection.launch_context)
-    ]
-    return {"ehr_name": connection.source_name, "entries": items}
+    items = launch.opened(
+        records, connection.id, connection.launch_context, fetching=connection.id in fetching
+    )
+    return {"ehr_name": connection.source_name, "entries": [(i.words, _link(i)) for i in items]}
+
+
+def _link(item: launch.Opened) -> str | None:
+    """Where an item the clinic had open is shown: its section's page, at its place."""
+    endpoint = SECTION_PAGES.get(item.section or "")
+    if endpoint is None:
+        return None
+    page = f"?page={item.page}" if item.page > 1 else ""
+    return _url(endpoint) + page + (f"#{item.anchor}" if item.anchor else "")
 
 
 @bp.get("/problems")

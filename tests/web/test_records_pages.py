@@ -10,6 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from portal.extensions import db
+from portal.models import SyncRun
 from portal.phr.classify import classify
 from tests.phr import factories as f
 
@@ -485,10 +486,50 @@ def test_summary_says_what_the_launching_clinic_had_open(app: Flask, client: Fla
     text = re.sub(r"\s+", " ", panel.group(0))
     assert "<strong>Riverside General Hospital</strong> opened your record from:" in text
     visit_type = visit["type"][0].get("text") or visit["type"][0]["coding"][0]["display"]
-    visit_link = rf'<a href="/records/visits">Your visit on [^<]*: {re.escape(visit_type)}</a>'
-    assert re.search(visit_link, text)
+    title = re.escape(visit_type)
+    found = re.search(
+        rf'<a href="(/records/visits[^"#]*)#(visit-\d+)">Your visit on [^<]*: {title}</a>', text
+    )
+    assert found, text
+    assert "?page=" in found.group(1)  # the oldest visit: not on the first page
+    # The link opens the page of the visits list that shows that visit, at its place.
+    visits_page = client.get(found.group(1).replace("&amp;", "&"))
+    place = re.search(
+        rf'<li class="visit card" id="{found.group(2)}">.*?</li>', visits_page.text, re.S
+    )
+    assert place and visit_type in place.group(0)
     assert re.search(r'<a href="/records/labs">A report: [^<]+</a>', text)
-    assert "<li>A result that is not in your record here (yet)</li>" in text
+    assert "<li>A result that is not in the record your clinic shared</li>" in text
+
+
+def test_what_the_clinic_had_open_arrives_with_the_sync(app: Flask, client: FlaskClient) -> None:
+    connection_id = launched_from(
+        app, client, [{"type": "Observation", "id": "not-fetched-yet", "role": "launch"}]
+    )
+    with app.app_context():
+        db.session.add(SyncRun(connection_id=connection_id, status="running", progress={}))
+        db.session.commit()
+    text = client.get("/records/").text
+    assert "<li>A result: it shows here once your records are fetched</li>" in text
+
+
+def test_what_the_clinic_had_open_is_escaped(app: Flask, client: FlaskClient) -> None:
+    visit = first("Encounter")
+    with app.app_context():
+        account, connection, _ = f.patient_with(
+            db.session,
+            "christin_stiedemann",
+            launch_context=[{"type": "Encounter", "id": "evil", "role": "launch"}],
+        )
+        evil = {**visit, "id": "evil", "type": [{"text": "<script>alert(1)</script>"}]}
+        f.add_resources(db.session, connection, [evil])
+        db.session.commit()
+        ids = account.id, connection.id
+    with client.session_transaction() as s:
+        s["account_id"], s["launched_from"] = ids
+    text = client.get("/records/").text
+    assert "<script>alert(1)</script>" not in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
 
 
 def test_launch_context_only_for_the_session_that_was_launched(
