@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Response, g
@@ -13,11 +15,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from portal.db import make_engine, make_sessionmaker
 
+log = logging.getLogger(__name__)
+
 
 class Database:
     """Engine per app and one session per request, committed once after the view succeeds.
 
     Views and domain code only flush; a failed commit becomes a 500 instead of a silent loss.
+    Work that must follow the commit (start a sync, send mail) is registered with
+    `after_commit` and runs only once the commit has succeeded; a rollback drops it.
     """
 
     def __init__(self, url_key: str = "DATABASE_URL", name: str = "db") -> None:
@@ -49,13 +55,24 @@ class Database:
             setattr(g, key, session)
         return session
 
+    def after_commit(self, callback: Callable[[], object]) -> None:
+        """Run `callback` after this request's one commit succeeds (never on a rollback)."""
+        g.setdefault(f"_{self.name}_after_commit", []).append(callback)
+
     def _commit(self, response: Response) -> Response:
         session: Session | None = g.get(f"_{self.name}_session")
-        if session is not None:
-            if response.status_code < 400:
-                session.commit()
-            else:
+        callbacks: list[Callable[[], object]] = g.pop(f"_{self.name}_after_commit", [])
+        if response.status_code >= 400:
+            if session is not None:
                 session.rollback()
+            return response
+        if session is not None:
+            session.commit()
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # the commit stands; the work is retried by its own sweep
+                log.exception("work after the commit failed")
         return response
 
     def _close(self, _exc: Any) -> None:

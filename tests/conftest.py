@@ -21,7 +21,10 @@ from portal.migrate import upgrade
 from portal.web.framing import forget_policy
 
 REPO = Path(__file__).resolve().parent.parent
-WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main").lower()  # names PG schemas
+# Names PG schemas; the prefix keeps runs from several checkouts on one server apart.
+WORKER = (
+    os.environ.get("PORTAL_TEST_SCHEMA_PREFIX", "") + os.environ.get("PYTEST_XDIST_WORKER", "main")
+).lower()
 
 
 def pg_base_url() -> str | None:

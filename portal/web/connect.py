@@ -149,17 +149,17 @@ def callback():
     connection = connect(db.session, result, account)
     if result.kind == "ehr-launch":  # the summary says what the clinic had open
         session["launched_from"] = connection.id
-    run = enqueue(db.session, connection.id)
-    db.session.commit()  # the background sync reads the run from another session
-    _sync_in_background(run.id)
+    _sync_in_background(enqueue(db.session, connection.id).id)
     flash(f"Connected to {ehr.name}. Your records are being fetched.")
     return redirect(url_for("records.summary"))
 
 
 def _sync_in_background(run_id: int) -> None:
-    """Fetch in a thread of this process; the records pages are prepared when it ends."""
+    """Once the request has committed the run, fetch in a thread of this process; the records
+    pages are prepared when it ends."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    start_in_background(app, run_id, after=functools.partial(records.prepare_pages, app))
+    after = functools.partial(records.prepare_pages, app)
+    db.after_commit(functools.partial(start_in_background, app, run_id, after=after))
 
 
 def _own_connection(connection_id: int) -> EhrConnection:
@@ -195,9 +195,7 @@ def sync_now(connection_id: int):
     if connection.status != "active":
         flash(f"Reconnect {connection.server.name} first: it needs you to sign in there again.")
         return redirect(url_for("connect.connections"))
-    run = enqueue(db.session, connection.id)
-    db.session.commit()
-    _sync_in_background(run.id)
+    _sync_in_background(enqueue(db.session, connection.id).id)
     flash(f"Fetching your latest records from {connection.server.name}.")
     return redirect(
         request.referrer if _same_site(request.referrer) else url_for("records.summary")

@@ -6,6 +6,7 @@ opening their own record and that the entry is one of theirs (`entries.entry_of`
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from flask import (
@@ -162,8 +163,8 @@ def send(record_id: int, connection_id: int) -> Response:
     except writeback.NotAllowed as exc:
         flash(str(exc))
         return redirect(url_for("entries.show", record_id=record_id))
-    db.session.commit()  # the sending thread reads it from its own session
-    writeback.send_in_background(current_app._get_current_object(), [queued.id])  # type: ignore[attr-defined]
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    db.after_commit(functools.partial(writeback.send_in_background, app, [queued.id]))
     flash("Sending it to your clinic. This page shows how it went.")
     return redirect(url_for("entries.show", record_id=record_id))
 
