@@ -10,7 +10,7 @@ from typing import Any
 from flask import Flask, Response
 
 from portal.config import instance_path, load_config
-from portal.extensions import csrf, db, limiter
+from portal.extensions import csrf, db, htmx, limiter
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,11 +32,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     db.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)
+    htmx.init_app(app)
 
     from portal.smart import settings as smart_settings
-    from portal.web import accounts, connect, entries, errors, home, records
+    from portal.web import accounts, connect, entries, errors, home, records, session_pages
+    from portal.web import sessions as browser_sessions
 
     smart_settings.init_app(app)
+    browser_sessions.init_app(app)
+    session_pages.install(app)
 
     app.register_blueprint(home.bp)
     app.register_blueprint(accounts.bp)

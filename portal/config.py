@@ -21,7 +21,15 @@ DEFAULTS: dict[str, Any] = {
     # "development" (local demo) or "production". Production refuses weak secrets.
     "ENV": "development",
     "DATABASE_URL": None,  # default: sqlite file in the instance folder
-    "SESSION_COOKIE_NAME": "portal_session",
+    "SESSION_COOKIE_NAME": "portal_session",  # "__Host-portal_session" in production
+    # Server-side sessions (portal.web.sessions): seconds.
+    "SESSION_IDLE_TIMEOUT": 15 * 60,
+    "SESSION_ABSOLUTE_TIMEOUT": 12 * 60 * 60,
+    "SESSION_IDLE_WARNING": 60,
+    # Redis for everything that uses it (sessions, rate limits, later the job queue); None:
+    # the embedded defaults (the database, memory), through the same code paths.
+    "REDIS_URL": None,
+    "REDIS_KEY_PREFIX": "portal:",
     "SESSION_COOKIE_HTTPONLY": True,
     # Lax, not Strict: Strict drops the session on the redirect back from the EHR.
     "SESSION_COOKIE_SAMESITE": "Lax",
@@ -51,6 +59,14 @@ def load_config(app: Flask, overrides: dict[str, Any] | None) -> None:
         app.config["DATABASE_URL"] = "sqlite:///" + str(Path(app.instance_path) / "portal.db")
     if app.config["ENV"] == "production":
         app.config["SESSION_COOKIE_SECURE"] = True
+        # __Host-: the browser takes it only over HTTPS, for this host and path "/" alone.
+        name = str(app.config["SESSION_COOKIE_NAME"])
+        if not name.startswith("__Host-"):
+            app.config["SESSION_COOKIE_NAME"] = "__Host-" + name
+        if app.config.get("SESSION_COOKIE_DOMAIN") or app.config.get(
+            "SESSION_COOKIE_PATH", "/"
+        ) not in (None, "/"):
+            raise ConfigError("A __Host- session cookie takes no domain and the path /.")
     samesite = app.config["SESSION_COOKIE_SAMESITE"]
     if samesite not in ("Lax", "Strict", "None"):
         raise ConfigError("SESSION_COOKIE_SAMESITE must be Lax, Strict or None")

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Response, g
+from flask_htmx import HTMX
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFProtect
@@ -84,5 +85,6 @@ class Database:
 
 db = Database()
 csrf = CSRFProtect()
+htmx = HTMX()  # the request's htmx details (flask-htmx)
 # Storage from RATELIMIT_STORAGE_URI (memory:// by default; redis:// in production).
 limiter = Limiter(key_func=get_remote_address)

@@ -7,6 +7,7 @@ registry comes first because every launch starts by checking an `iss` against it
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
@@ -311,3 +312,47 @@ class WriteBack(Base):
     error: Mapped[str | None] = mapped_column(sa.String(500))  # plain words, no record data
     created_at: Mapped[created_at]
     updated_at: Mapped[datetime | None]
+
+
+class SessionKind(StrEnum):
+    """What a browser session may do (see portal.sessions)."""
+
+    ANONYMOUS = "anonymous"  # nobody signed in (yet): CSRF secret, OAuth binding, messages
+    FULL = "full"  # signed in with the account's own credentials: the whole account
+    LAUNCH = "launch"  # begun by an EHR launch: that one clinic's record, nothing else
+
+
+class BrowserSession(Base):
+    """A browser's server-side session; the cookie holds only a random id, stored as a digest.
+
+    The embedded store (Redis in production keeps the same fields; see portal.sessions.store).
+    """
+
+    __tablename__ = "browser_session"
+    __table_args__ = (
+        sa.Index("ix_browser_session_account", "account_id"),
+        sa.Index("ix_browser_session_ends", "idle_until"),
+    )
+
+    id: Mapped[intpk]
+    sid_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    kind: Mapped[SessionKind] = mapped_column(
+        sa.Enum(
+            SessionKind,
+            native_enum=False,
+            create_constraint=True,
+            length=20,
+            values_callable=lambda kinds: [k.value for k in kinds],
+        )
+    )
+    account_id: Mapped[int | None] = mapped_column(sa.ForeignKey("account.id", ondelete="CASCADE"))
+    # A launch session's clinic: the one connection it may read.
+    connection_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("ehr_connection.id", ondelete="CASCADE")
+    )
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    idle_until: Mapped[datetime]  # last activity + the idle timeout
+    expires_at: Mapped[datetime]  # the absolute end, from sign-in
+    user_agent: Mapped[str] = mapped_column(sa.String(300), default="")
+    data: Mapped[str] = mapped_column(sa.Text, default="")  # Flask's tagged JSON

@@ -7,6 +7,7 @@ from flask.testing import FlaskClient
 
 from portal.extensions import db
 from portal.registry import upsert_ehr
+from tests.sessions import begin
 
 
 def test_home_without_clinics_has_an_empty_state(client: FlaskClient) -> None:
@@ -71,7 +72,7 @@ def test_home_offers_a_way_in(app: Flask, client: FlaskClient) -> None:
         db.session.commit()
         account_id = account.id
     with client.session_transaction() as s:
-        s["account_id"] = account_id
+        begin(s, account_id)
     page = client.get("/").text
     assert 'href="/records/"' in page and "Go to your record" in page
     assert "Create an account" not in page

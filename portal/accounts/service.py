@@ -118,3 +118,48 @@ def _live_reset(session: Session, token: str) -> PasswordReset | None:
             PasswordReset.expires_at > utcnow(),
         )
     )
+
+
+class EmailTaken(AccountError):
+    """The email belongs to another account."""
+
+
+def check_account_password(account: Account, password: str) -> bool:
+    """Whether `password` is this account's (rehashing an old hash on success)."""
+    if not account.password_hash:
+        return False
+    try:
+        _hasher.verify(account.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+    if _hasher.check_needs_rehash(account.password_hash):
+        account.password_hash = _hasher.hash(password)
+    return True
+
+
+def change_password(session: Session, account: Account, current: str, new_password: str) -> None:
+    """A new password, given the current one (the caller ends the account's other sessions)."""
+    if not check_account_password(account, current):
+        raise AccountError("That is not your current password.")
+    check_password(new_password)
+    account.password_hash = _hasher.hash(new_password)
+    session.flush()
+
+
+def set_first_password(session: Session, account: Account, email: str, password: str) -> None:
+    """Email and password for an account an EHR launch made (it had neither)."""
+    if account.password_hash:
+        raise AccountError("This account has a password already.")
+    email = normalise_email(email)
+    check_password(password)
+    taken = session.scalar(
+        sa.select(Account.id).where(Account.email == email, Account.id != account.id)
+    )
+    if taken is not None:
+        raise EmailTaken(
+            "That email belongs to another account of the portal. Use another email, or sign "
+            "in with that account."
+        )
+    account.email = email
+    account.password_hash = _hasher.hash(password)
+    session.flush()

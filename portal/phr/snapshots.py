@@ -53,7 +53,10 @@ def version(view: RecordView) -> str:
 
 def key(view: RecordView, build: str, today: date, page: Sequence[Any]) -> str:
     sections = "*" if view.sections is None else ",".join(sorted(view.sections))
-    return _digest([build, view.viewer_id, sections, version(view), today.isoformat(), *page])
+    actions = ",".join(sorted(view.actions))  # what the page offers (adding entries...)
+    return _digest(
+        [build, view.viewer_id, sections, actions, version(view), today.isoformat(), *page]
+    )
 
 
 def _digest(parts: Sequence[Any]) -> str:

@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
-from flask_wtf import FlaskForm
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from wtforms import EmailField, PasswordField, StringField
 from wtforms.validators import DataRequired, Email, EqualTo, Length, Optional
 
 from portal.accounts import service
 from portal.accounts.mail import send_reset_link
 from portal.extensions import db, limiter
-from portal.web.auth import current_account, safe_next, sign_in, sign_out
+from portal.web.auth import current_account, end_other_sessions, safe_next, sign_in, sign_out
+from portal.web.forms import PortalForm
+from portal.web.sessions import DRAFT_KEY, ENDED_KEY
 
 bp = Blueprint("accounts", __name__)
 
 PASSWORD = [DataRequired(), Length(min=service.MIN_PASSWORD_LENGTH, max=1024)]
 
 
-class SignUpForm(FlaskForm):
+class SignUpForm(PortalForm):
     display_name = StringField("Your name", validators=[Optional(), Length(max=200)])
     email = EmailField("Email", validators=[DataRequired(), Email(), Length(max=320)])
     password = PasswordField(
@@ -29,16 +39,16 @@ class SignUpForm(FlaskForm):
     )
 
 
-class SignInForm(FlaskForm):
+class SignInForm(PortalForm):
     email = EmailField("Email", validators=[DataRequired(), Length(max=320)])
     password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
 
 
-class ResetRequestForm(FlaskForm):
+class ResetRequestForm(PortalForm):
     email = EmailField("Email", validators=[DataRequired(), Email(), Length(max=320)])
 
 
-class ResetForm(FlaskForm):
+class ResetForm(PortalForm):
     password = PasswordField(
         f"New password (at least {service.MIN_PASSWORD_LENGTH} characters)", validators=PASSWORD
     )
@@ -77,6 +87,8 @@ def signup():
 def signin():
     form = SignInForm()
     next_url = safe_next(request.args.get("next"), url_for("home.index"))
+    ended = (session.pop(ENDED_KEY, None) or {}).get("why")
+    draft_kept = DRAFT_KEY in session
     if form.validate_on_submit():
         account = service.authenticate(db.session, form.email.data or "", form.password.data or "")
         if account is not None:
@@ -84,7 +96,10 @@ def signin():
             return redirect(next_url)
         form.password.errors = ["Email or password is incorrect."]
     status = 400 if form.errors else 200
-    return render_template("accounts/signin.html", form=form, next_url=next_url), status
+    page = render_template(
+        "accounts/signin.html", form=form, next_url=next_url, ended=ended, draft_kept=draft_kept
+    )
+    return page, status
 
 
 @bp.post("/signout")
@@ -122,7 +137,8 @@ def reset(token: str):
             form.password.errors = [str(exc)]
         else:
             sign_in(account)
-            flash("Your password is changed and you are signed in.")
+            end_other_sessions(account)  # a copied cookie dies with the old password
+            flash("Your password is changed and you are signed in. Every other session has ended.")
             return redirect(url_for("home.index"))
     status = 400 if form.errors else 200
     return render_template("accounts/reset.html", form=form), status

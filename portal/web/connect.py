@@ -22,9 +22,11 @@ from flask import (
     session,
     url_for,
 )
+from werkzeug.exceptions import HTTPException
 
 from portal.extensions import db
-from portal.models import Account, EhrConnection, EhrServer
+from portal.models import Account, EhrConnection, EhrServer, SessionKind
+from portal.phr.access import Action
 from portal.registry import find_ehr
 from portal.smart import style
 from portal.smart.errors import SmartError
@@ -34,8 +36,16 @@ from portal.sync import status as sync_status
 from portal.sync.engine import enqueue
 from portal.sync.worker import start_in_background
 from portal.web import records
-from portal.web.auth import current_account, login_required, sign_in
+from portal.web.auth import (
+    current_account,
+    full_session_required,
+    is_launch_session,
+    login_required,
+    record_or_403,
+    sign_in,
+)
 from portal.web.htmx import render, wants_fragment
+from portal.web.sessions import passive
 
 bp = Blueprint("connect", __name__)
 
@@ -81,7 +91,7 @@ def ehr_launch():
 
 
 @bp.get("/connect/<int:ehr_id>")
-@login_required
+@full_session_required
 def connect_ehr(ehr_id: int):
     """Standalone launch: the signed-in patient connects a registered EHR.
 
@@ -137,7 +147,6 @@ def callback():
     if result.kind == "ehr-launch":
         account: Account | None = find_or_create_account_for_launch(db.session, ehr, result)
         assert account is not None
-        sign_in(account)
     else:
         account = current_account()
         if account is None or account.id != result.account_id:
@@ -147,11 +156,22 @@ def callback():
                 403,
             )
     connection = connect(db.session, result, account)
-    if result.kind == "ehr-launch":  # the summary says what the clinic had open
-        session["launched_from"] = connection.id
+    if result.kind == "ehr-launch":
+        _begin_launch_session(account, connection)
+        session["launched_from"] = connection.id  # the summary says what the clinic had open
     _sync_in_background(enqueue(db.session, connection.id).id)
     flash(f"Connected to {ehr.name}. Your records are being fetched.")
     return redirect(url_for("records.summary"))
+
+
+def _begin_launch_session(account: Account, connection: EhrConnection) -> None:
+    """A browser an EHR launched sees that clinic only, under a new session id; one already
+    signed in to this very account in full stays so (it showed the password already)."""
+    signed_in = current_account()
+    if signed_in is not None and signed_in.id == account.id and not is_launch_session():
+        sign_in(account)
+    else:
+        sign_in(account, kind=SessionKind.LAUNCH, connection_id=connection.id)
 
 
 def _sync_in_background(run_id: int) -> None:
@@ -162,19 +182,20 @@ def _sync_in_background(run_id: int) -> None:
     db.after_commit(functools.partial(start_in_background, app, run_id, after=after))
 
 
-def _own_connection(connection_id: int) -> EhrConnection:
-    """Load-or-404 (only clinic connections), then check it is the signed-in person's, else 403."""
+def _own_connection(connection_id: int, action: Action | None = None) -> EhrConnection:
+    """Load-or-404 (only clinic connections), then check the viewer sees it in the record and
+    may do `action`, else 403."""
     connection = db.session.get(EhrConnection, connection_id)
     if connection is None or connection.is_self:
         abort(404)
-    account = current_account()
-    if account is None or connection.account_id != account.id:
+    view = record_or_403(action=action)
+    if connection.account_id != view.owner.id or not view.sees_connection(connection.id):
         abort(403)
     return connection
 
 
 @bp.get("/connect")
-@login_required
+@full_session_required
 def connections():
     account = current_account()
     assert account is not None
@@ -191,7 +212,7 @@ def connections():
 @bp.post("/connections/<int:connection_id>/sync")
 @login_required
 def sync_now(connection_id: int):
-    connection = _own_connection(connection_id)
+    connection = _own_connection(connection_id, Action.SYNC)
     if connection.status != "active":
         flash(f"Reconnect {connection.server.name} first: it needs you to sign in there again.")
         return redirect(url_for("connect.connections"))
@@ -203,9 +224,9 @@ def sync_now(connection_id: int):
 
 
 @bp.post("/connections/<int:connection_id>/disconnect")
-@login_required
+@full_session_required
 def disconnect_connection(connection_id: int):
-    connection = _own_connection(connection_id)
+    connection = _own_connection(connection_id, Action.MANAGE)
     disconnect(db.session, connection)
     flash(
         f"Disconnected from {connection.server.name}. The portal can no longer read your record "
@@ -215,12 +236,14 @@ def disconnect_connection(connection_id: int):
 
 
 @bp.get("/sync/status")
+@passive  # the page polls by itself: no sign of the person being there
 @login_required
 def status():
-    """Live sync progress (polled by htmx while a sync runs)."""
-    account = current_account()
-    assert account is not None
-    overview = sync_status.overview(db.session, account.id)
+    """Live sync progress (polled by htmx while a sync runs) of the clinics the viewer sees."""
+    view = record_or_403()
+    overview = sync_status.of_connections(
+        db.session, [c for c in view.connections if not c.is_self]
+    )
     watch = request.args.get("watch") == "1"
     response = render("connect/status.html", "sync_status", overview=overview, watch=watch)
     if watch and wants_fragment() and not any(c.syncing for c in overview):
@@ -253,6 +276,11 @@ def inject_style() -> dict[str, object]:
     if not account_id:
         return {}
     view = g.get("record_view")
+    if view is None and is_launch_session():  # that clinic's look, whatever the others sent
+        try:
+            view = record_or_403()
+        except HTTPException:  # the launch has ended: no clinic's look
+            return {}
     if view is not None and view.owner.id == account_id:  # the page loaded them already
         styled = [c for c in view.connections if c.smart_style_url and c.status == "active"]
         if not styled:

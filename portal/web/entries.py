@@ -30,7 +30,7 @@ from portal.phr.entries.catalog import MEASURE_BY_KEY, MEASURES, Measure
 from portal.phr.records import Records
 from portal.phr.words import concept_text, date_text, number, unit_words
 from portal.sync import writeback
-from portal.web.auth import current_account, login_required, record_or_403
+from portal.web.auth import current_account, full_session_required, record_or_403
 from portal.web.entry_forms import (
     KIND_BY_KEY,
     KINDS,
@@ -61,14 +61,14 @@ def _measure(key: str) -> Measure:
 
 
 @bp.get("/new")
-@login_required
+@full_session_required
 def choose() -> str:
     _owner()
     return render_template("entries/choose.html", measures=MEASURES, kinds=KINDS)
 
 
 @bp.route("/new/<key>", methods=["GET", "POST"])
-@login_required
+@full_session_required
 def add(key: str) -> Response | str:
     account = _owner()
     if key in KIND_BY_KEY:
@@ -98,7 +98,7 @@ def _add_coded(account: Account, kind: EntryKind) -> Response | str:
 
 
 @bp.get("/<int:record_id>")
-@login_required
+@full_session_required
 def show(record_id: int) -> str:
     account = _owner()
     record = _entry(account, record_id)
@@ -115,7 +115,7 @@ def show(record_id: int) -> str:
 
 
 @bp.route("/<int:record_id>/edit", methods=["GET", "POST"])
-@login_required
+@full_session_required
 def edit(record_id: int) -> Response | str:
     account = _owner()
     record = _entry(account, record_id)
@@ -134,7 +134,7 @@ def edit(record_id: int) -> Response | str:
             service.edit_measurement(db.session, account, record_id, entry)
             flash(f"Saved the change to your {measure.name.lower()} reading.")
             return redirect(url_for("entries.show", record_id=record_id))
-    else:
+    elif not form.restored:
         form.fill(record.raw)
     return render_template("entries/measurement.html", form=form, measure=measure, editing=record)
 
@@ -145,13 +145,13 @@ def _edit_coded(account: Account, record: Any, kind: EntryKind) -> Response | st
         service.edit(db.session, account, record.id, form.builder())
         flash(f"Saved the change to {kind.title}.")
         return redirect(url_for("entries.show", record_id=record.id))
-    if not form.is_submitted():
+    if not form.is_submitted() and not form.restored:
         form.fill(record.raw)
     return render_template("entries/coded.html", form=form, kind=kind, editing=record)
 
 
 @bp.post("/<int:record_id>/send/<int:connection_id>")
-@login_required
+@full_session_required
 def send(record_id: int, connection_id: int) -> Response:
     """Send an entry to a clinic (or try again): queued here, sent in the background."""
     account = _owner()
@@ -170,7 +170,7 @@ def send(record_id: int, connection_id: int) -> Response:
 
 
 @bp.post("/<int:record_id>/delete")
-@login_required
+@full_session_required
 def delete(record_id: int) -> Response:
     account = _owner()
     _entry(account, record_id)
@@ -180,7 +180,7 @@ def delete(record_id: int) -> Response:
 
 
 @bp.post("/<int:record_id>/restore")
-@login_required
+@full_session_required
 def restore(record_id: int) -> Response:
     account = _owner()
     _entry(account, record_id)
@@ -199,7 +199,7 @@ CATEGORY_PAGES = {
 
 
 @bp.route("/split", methods=["GET", "POST"])
-@login_required
+@full_session_required
 def split() -> Response | str:
     """The patient says records folded into one item are not the same fact."""
     account = _owner()

@@ -11,7 +11,6 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-from flask_wtf import FlaskForm
 from wtforms import (
     DateField,
     DateTimeLocalField,
@@ -40,6 +39,7 @@ from portal.phr.entries.catalog import (
 )
 from portal.phr.entries.service import Builder, MeasurementInput
 from portal.phr.words import concept_text, number
+from portal.web.forms import PortalForm
 
 MARKUP = re.compile(r"<\s*[A-Za-z/!?]")
 EARLIEST = date(1900, 1, 1)
@@ -63,12 +63,12 @@ def options(pairs: list[tuple[str, str]]) -> list[SelectChoice]:
     return [SelectChoice(value, label) for value, label in pairs]
 
 
-def no_markup(_form: FlaskForm, field: Field) -> None:
+def no_markup(_form: PortalForm, field: Field) -> None:
     if field.data and MARKUP.search(str(field.data)):
         raise ValidationError("Plain text only: remove anything like <script> or <b>.")
 
 
-def past_date(_form: FlaskForm, field: Field) -> None:
+def past_date(_form: PortalForm, field: Field) -> None:
     if field.data is None:
         return
     if field.data > utcnow().date() + timedelta(days=1):
@@ -132,7 +132,7 @@ def _text(field: Field) -> str | None:
     return value or None
 
 
-class CodedForm(FlaskForm):
+class CodedForm(PortalForm):
     """A form whose `name` is picked from `concepts` or typed freely."""
 
     concepts: tuple[Concept, ...] = ()
@@ -411,7 +411,7 @@ class SymptomForm(LocalMoment, CodedForm):
         self.note.data = _note_of(raw)
 
 
-class NoteForm(FlaskForm):
+class NoteForm(PortalForm):
     title = StringField(
         "Title", validators=[DataRequired("Give your note a title."), Length(max=120), no_markup]
     )
@@ -445,7 +445,7 @@ NUMBER = re.compile(r"^\s*\d{1,7}([.,]\d{1,3})?\s*$")
 NOT_A_NUMBER = "Enter a number, like 72 or 72.5."
 
 
-class MeasurementForm(LocalMoment, FlaskForm):
+class MeasurementForm(LocalMoment, PortalForm):
     """A vital sign or measurement; values are kept as typed so an error never loses them."""
 
     value = StringField(validators=[InputRequired("Enter a number."), Length(max=20)])

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, make_response, render_template, request
+from flask import Response, make_response, render_template
 from jinja2_fragments.flask import render_block
+
+from portal.extensions import htmx
 
 
 def wants_fragment() -> bool:
     """An htmx swap asks for a fragment; normal, boosted and history-restore requests do not."""
-    headers = request.headers
-    return (
-        headers.get("HX-Request") == "true"
-        and headers.get("HX-Boosted") != "true"
-        and headers.get("HX-History-Restore-Request") != "true"
-    )
+    return bool(htmx) and not htmx.boosted and not htmx.history_restore_request
 
 
 def render(template: str, block: str, **context: Any) -> Response:

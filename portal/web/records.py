@@ -39,10 +39,10 @@ from portal.phr import records as rec
 from portal.phr import summary as summ
 from portal.phr import visits as visit_timeline
 from portal.phr import vitals as vital_signs
-from portal.phr.access import RecordView
+from portal.phr.access import Action, RecordView
 from portal.phr.records import Records
 from portal.sync import status as sync_status
-from portal.web.auth import login_required, record_or_403
+from portal.web.auth import act_as, login_required, record_or_403
 from portal.web.htmx import render_html, wants_fragment
 
 bp = Blueprint("records", __name__, url_prefix="/records")
@@ -123,7 +123,7 @@ def _page(
     if snapshot is None:
         context = build()
         context["connect_url"] = url_for("connect.connections")
-        context["can_add"] = records.view.is_owner  # only the owner adds to a record
+        context["can_add"] = records.view.can(Action.ADD)  # the owner, signed in in full
         banner = None
         if not fragment:
             facts = rec.banner(records, records.view.owner.display_name, today)
@@ -192,7 +192,7 @@ def prepare_pages(app: Flask, run_id: int) -> int:
     prepared = 0
     for path in paths:  # one request context each, as separate visits would have
         with app.test_request_context(path):
-            session["account_id"] = account_id  # this context only: no cookie is made
+            act_as(account_id)  # this context only: nothing is stored, no cookie made
             prepared += app.full_dispatch_request().status_code == 200
     return prepared
 

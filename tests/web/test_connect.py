@@ -14,6 +14,7 @@ from portal.extensions import db
 from portal.models import EhrConnection, SyncRun
 from portal.registry import upsert_ehr
 from portal.smart import discovery, style
+from tests.sessions import begin
 
 FHIR = "https://ehr.example/fhir"
 SMART_CONFIG = {
@@ -47,7 +48,7 @@ def sign_in_as(app: Flask, client: FlaskClient, email: str) -> int:
         db.session.commit()
         account_id = account.id
     with client.session_transaction() as s:
-        s["account_id"] = account_id
+        begin(s, account_id)
     return account_id
 
 

@@ -28,6 +28,7 @@ from portal.smart.settings import SmartSettings
 from portal.sync.engine import SyncSettings, enqueue, run
 from tests.live import Browser, LiveEhr, Recorder, connected
 from tests.phr.factories import MINIMAL_PDF, add_resources
+from tests.sessions import begin
 
 CLINIC = "Riverside General Hospital"
 DOWN = f"{CLINIC} did not send this document just now. Try again later."
@@ -116,7 +117,7 @@ def sign_in(factory: sessionmaker[Session], client: FlaskClient, conn: int) -> N
         assert connection is not None
         account_id = connection.account_id
     with client.session_transaction() as s:
-        s["account_id"] = account_id
+        begin(s, account_id)
 
 
 def store(factory: sessionmaker[Session], conn: int, resource: dict[str, Any]) -> int:

@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 from portal.extensions import db
 from portal.models import Account, EntryRevision, FhirRecord
 from tests.phr import factories as f
+from tests.sessions import begin
 
 SCRIPT = "<script>alert(1)</script>"
 HUGE = "9" * 20000
@@ -19,7 +20,7 @@ HUGE = "9" * 20000
 
 def sign_in(client: FlaskClient, account_id: int) -> None:
     with client.session_transaction() as s:
-        s["account_id"] = account_id
+        begin(s, account_id)
 
 
 @pytest.fixture

@@ -16,13 +16,14 @@ from portal.phr import snapshots
 from portal.phr.access import open_record
 from portal.web.records import LANDING, prepare_pages
 from tests.phr import factories as f
+from tests.sessions import begin
 
 HTMX = {"HX-Request": "true"}
 
 
 def sign_in(client: FlaskClient, account_id: int) -> None:
     with client.session_transaction() as s:
-        s["account_id"] = account_id
+        begin(s, account_id)
 
 
 def load(app: Flask, bundle: str, **kwargs: Any) -> tuple[int, int]:

@@ -9,10 +9,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from portal.extensions import db
+from portal.models import Account
 from portal.phr import documents
 from portal.phr.access import open_record
 from portal.phr.records import Records
 from tests.phr import factories as f
+from tests.sessions import begin
 
 # Every records URL; {doc} is the first document of the record's owner.
 PAGES = [
@@ -76,7 +78,7 @@ def test_nobody_sees_another_persons_record(
     client: FlaskClient, two_people: dict[str, object], url: str
 ) -> None:
     with client.session_transaction() as s:
-        s["account_id"] = two_people["bob"]
+        begin(s, two_people["bob"])
     answer = client.get(url.format(doc=two_people["doc"]))
     assert answer.status_code in (200, 403, 404)
     body = answer.get_data(as_text=True)
@@ -91,7 +93,7 @@ def test_the_owner_sees_their_own(
     client: FlaskClient, two_people: dict[str, object], url: str
 ) -> None:
     with client.session_transaction() as s:
-        s["account_id"] = two_people["alice"]
+        begin(s, two_people["alice"])
     answer = client.get(url.format(doc=two_people["doc"]))
     assert answer.status_code == 200
     if "attachments" not in url:
@@ -99,9 +101,18 @@ def test_the_owner_sees_their_own(
         assert "Beta Clinic" not in answer.text and "Schamberger" not in answer.text
 
 
-def test_a_deleted_account_in_the_session_is_signed_out(client: FlaskClient) -> None:
+def test_a_deleted_account_in_the_session_is_signed_out(app: Flask, client: FlaskClient) -> None:
+    with app.app_context():
+        account = Account(email="gone@example.org")
+        db.session.add(account)
+        db.session.commit()
+        account_id = account.id
     with client.session_transaction() as s:
-        s["account_id"] = 999_999
+        begin(s, account_id)
+    assert client.get("/records/").status_code == 200
+    with app.app_context():
+        db.session.delete(db.session.get(Account, account_id))
+        db.session.commit()
     assert client.get("/records/").status_code == 302
 
 
@@ -119,7 +130,7 @@ def test_a_viewer_limited_to_some_sections_sees_only_those(
 
     monkeypatch.setattr(auth, "open_record", labs_only)
     with client.session_transaction() as s:
-        s["account_id"] = two_people["alice"]
+        begin(s, two_people["alice"])
     assert client.get("/records/labs").status_code == 200
     assert client.get("/records/labs/test/2093-3").status_code == 200
     for url in ("/records/problems", "/records/allergies", "/records/visits", "/records/coverage"):

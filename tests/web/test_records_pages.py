@@ -13,13 +13,14 @@ from portal.extensions import db
 from portal.models import SyncRun
 from portal.phr.classify import classify
 from tests.phr import factories as f
+from tests.sessions import begin
 
 HTMX = {"HX-Request": "true"}
 
 
 def sign_in(client: FlaskClient, account_id: int) -> None:
     with client.session_transaction() as s:
-        s["account_id"] = account_id
+        begin(s, account_id)
 
 
 def load(app: Flask, bundle: str, **kwargs: Any) -> tuple[int, list[dict[str, Any]]]:
@@ -460,7 +461,8 @@ def launched_from(app: Flask, client: FlaskClient, context: list[dict[str, str]]
         db.session.commit()
         ids = account.id, connection.id
     with client.session_transaction() as s:
-        s["account_id"], s["launched_from"] = ids
+        begin(s, ids[0])
+        s["launched_from"] = ids[1]
     return ids[1]
 
 
@@ -526,7 +528,8 @@ def test_what_the_clinic_had_open_is_escaped(app: Flask, client: FlaskClient) ->
         db.session.commit()
         ids = account.id, connection.id
     with client.session_transaction() as s:
-        s["account_id"], s["launched_from"] = ids
+        begin(s, ids[0])
+        s["launched_from"] = ids[1]
     text = client.get("/records/").text
     assert "<script>alert(1)</script>" not in text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text

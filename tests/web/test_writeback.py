@@ -21,6 +21,7 @@ from portal.sandbox.models import FhirResource
 from portal.smart.settings import SmartSettings
 from portal.sync import writeback
 from tests.live import Browser, LiveEhr, Recorder, connected
+from tests.sessions import begin
 
 CLINIC = "Riverside General Hospital"
 
@@ -44,7 +45,7 @@ def sign_in(factory: sessionmaker[Session], client: FlaskClient, conn: int) -> i
         assert connection is not None
         account_id = connection.account_id
     with client.session_transaction() as s:
-        s["account_id"] = account_id
+        begin(s, account_id)
     return account_id
 
 

@@ -1,0 +1,47 @@
+"""The portal's form base: a form whose session ended while it was being filled comes back
+with what the person had typed (see portal.web.auth.keep_draft)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import flash, session
+from flask_wtf import FlaskForm
+from flask_wtf.form import _Auto
+from werkzeug.datastructures import MultiDict
+
+from portal.web.sessions import DRAFT_KEY
+
+
+class PortalForm(FlaskForm):
+    """FlaskForm, plus drafts: `restored` says the fields hold a kept draft."""
+
+    restored = False
+
+    class Meta(FlaskForm.Meta):
+        def wrap_formdata(self, form: Any, formdata: Any) -> Any:
+            if formdata is _Auto and not form.is_submitted():
+                draft = _take_draft()
+                if draft is not None:
+                    form.restored = True
+                    flash(
+                        "We kept what you had typed before you were signed out. Check it and save."
+                    )
+                    return MultiDict(
+                        [(name, value) for name, values in draft.items() for value in values]
+                    )
+            return super().wrap_formdata(form, formdata)
+
+
+def _take_draft() -> dict[str, list[str]] | None:
+    """This page's draft, for the person it belongs to (then it is gone)."""
+    from flask import request
+
+    draft = session.get(DRAFT_KEY)
+    if not draft or draft.get("path") != request.path:
+        return None
+    if draft.get("account") != session.get("account_id"):
+        return None
+    session.pop(DRAFT_KEY, None)
+    fields: dict[str, list[str]] = draft.get("fields") or {}
+    return fields
