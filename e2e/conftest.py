@@ -7,6 +7,7 @@ with Playwright's role locators and `expect()`.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -19,6 +20,8 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
+from portal.sandbox.app import admin_password_file
+from portal.sandbox.views.admin import ADMIN_USER
 from tests.conftest import WORKER, fresh_pg_schema, pg_base_url
 
 REPO = Path(__file__).resolve().parent.parent
@@ -49,6 +52,20 @@ class Demo:
     @property
     def fhir(self) -> str:
         return f"{self.ehr}/fhir"
+
+    @property
+    def ehr_admin(self) -> httpx.BasicAuth:
+        """The first EHR's fault-control credential, as `portal demo` printed it."""
+        printed = (self.instance / "demo.log").read_text()
+        found = re.search(
+            rf"Fault controls: {re.escape(self.ehr)}/admin/faults \(HTTP Basic: (\S+) / (\S+)\)",
+            printed,
+        )
+        assert found, printed
+        user, password = found.groups()
+        assert user == ADMIN_USER
+        assert password == (self.instance / admin_password_file("riverside")).read_text().strip()
+        return httpx.BasicAuth(user, password)
 
 
 def _free_port_pair() -> int:

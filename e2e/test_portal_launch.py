@@ -112,7 +112,9 @@ def test_refused_scope_is_explained(demo: Demo, page: Page) -> None:
 
 def test_token_expiry_mid_session_is_recovered_by_refresh(demo: Demo, page: Page) -> None:
     # Riverside now issues access tokens that expire after 2 seconds.
-    httpx.post(f"{demo.ehr}/admin/faults", json={"token_lifetime": {"value": 2}}).raise_for_status()
+    httpx.post(
+        f"{demo.ehr}/admin/faults", json={"token_lifetime": {"value": 2}}, auth=demo.ehr_admin
+    ).raise_for_status()
     try:
         sign_up(page, demo, "vito@example.org")
         connect(page, demo, "Riverside General Hospital", "vito")
@@ -124,4 +126,4 @@ def test_token_expiry_mid_session_is_recovered_by_refresh(demo: Demo, page: Page
         expect(page.locator("#sync-status")).to_contain_text("Up to date.")
         expect(page.locator("#sync-status")).not_to_contain_text("reconnect")
     finally:
-        httpx.delete(f"{demo.ehr}/admin/faults").raise_for_status()
+        httpx.delete(f"{demo.ehr}/admin/faults", auth=demo.ehr_admin).raise_for_status()

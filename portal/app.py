@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response
+from flask import Flask, Response, current_app
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from portal.config import instance_path, load_config
 from portal.extensions import csrf, db, htmx, limiter
@@ -29,16 +30,22 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         static_folder=str(ROOT / "static"),
     )
     load_config(app, dict(config) if config else None)
+    if app.config["TRUSTED_PROXY_COUNT"]:
+        # request.remote_addr (the rate limits' key) from the trusted proxies' X-Forwarded-For.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]  # the documented way
+            app.wsgi_app, x_for=app.config["TRUSTED_PROXY_COUNT"]
+        )
     db.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)
     htmx.init_app(app)
 
     from portal.smart import settings as smart_settings
-    from portal.web import accounts, connect, entries, errors, home, records, session_pages
+    from portal.web import accounts, connect, entries, errors, home, records, redact, session_pages
     from portal.web import sessions as browser_sessions
 
     smart_settings.init_app(app)
+    redact.install(app)
     browser_sessions.init_app(app)
     session_pages.install(app)
 
@@ -52,14 +59,20 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     return app
 
 
+HSTS = "max-age=31536000; includeSubDomains"
+
+
 def security_headers(response: Response) -> Response:
-    """Headers every page carries; no third-party origin is ever loaded.
+    """Headers every response carries, error pages included; no third-party origin is loaded.
 
     A view may set a stricter Content-Security-Policy of its own (downloads do).
     """
+    from portal.web.caching import cache_policy
     from portal.web.framing import policy
 
     response.headers.setdefault("Content-Security-Policy", policy(db.session))
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
-    return response
+    if current_app.config["ENV"] == "production":  # development is served over plain http
+        response.headers["Strict-Transport-Security"] = HSTS
+    return cache_policy(response)

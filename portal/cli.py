@@ -256,6 +256,10 @@ def demo(port: int, ehr_port: int, host: str) -> None:
         click.echo(f"  Sandbox EHR {ehr_app.config['NAME']}: {ehr_app.config['BASE_URL']}")
         click.echo(f"      FHIR base: {ehr_app.config['FHIR_BASE']}")
         click.echo(f"      EHR launch simulator: {ehr_app.config['BASE_URL']}/launch")
+        click.echo(
+            f"      Fault controls: {ehr_app.config['BASE_URL']}/admin/faults "
+            f"(HTTP Basic: admin / {ehr_app.config['ADMIN_PASSWORD']})"
+        )
     click.echo("  Demo patient logins are listed on each EHR's sign-in page.")
     click.echo("  Press Ctrl+C to stop.\n")
     sys.stdout.flush()

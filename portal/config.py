@@ -35,9 +35,20 @@ DEFAULTS: dict[str, Any] = {
     "SESSION_COOKIE_SAMESITE": "Lax",
     "SESSION_COOKIE_SECURE": False,
     "PUBLIC_URL": "http://127.0.0.1:5000",
-    "RATELIMIT_STORAGE_URI": "memory://",
+    "RATELIMIT_ENABLED": True,
+    # Overrides REDIS_URL for the limits only; neither set: memory:// (one process only).
+    "RATELIMIT_STORAGE_URI": None,
+    "RATELIMIT_KEY_PREFIX": "portal",
     "RATELIMIT_HEADERS_ENABLED": True,
     "SIGNIN_RATE_LIMIT": "10 per minute",
+    # /launch, /oauth/callback and /connect/<id>, per client address.
+    "LAUNCH_RATE_LIMIT": "30 per minute",
+    # Reverse proxies in front of the portal whose X-Forwarded-For is believed; 0 ignores the
+    # header (anyone could write it), so limits are per connecting address.
+    "TRUSTED_PROXY_COUNT": 0,
+    # Request bodies larger than this are refused with a page; a view that takes uploads
+    # raises it for itself only (request.max_content_length).
+    "MAX_CONTENT_LENGTH": 1024 * 1024,
     # Where password-reset links go: "console" (development) or "outbox" (tests).
     "MAIL_BACKEND": "console",
 }
@@ -75,6 +86,12 @@ def load_config(app: Flask, overrides: dict[str, Any] | None) -> None:
         # cookie only over HTTPS. POSTs stay protected by the CSRF token.
         app.config["SESSION_COOKIE_SECURE"] = True
     app.config["SECRET_KEY"] = resolve_secret_key(app)
+    app.config["RATELIMIT_STORAGE_URI"] = (
+        app.config["RATELIMIT_STORAGE_URI"] or app.config["REDIS_URL"] or "memory://"
+    )
+    proxies = app.config["TRUSTED_PROXY_COUNT"]
+    if isinstance(proxies, bool) or not isinstance(proxies, int) or proxies < 0:
+        raise ConfigError("TRUSTED_PROXY_COUNT must be a whole number, 0 or more")
 
 
 def resolve_secret_key(app: Flask) -> str:

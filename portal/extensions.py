@@ -83,8 +83,28 @@ class Database:
             session.close()
 
 
+class AppLimiter(Limiter):
+    """flask-limiter, reading each app's RATELIMIT_KEY_PREFIX afresh.
+
+    Limiter keeps the first app's prefix on the object (`self._key_prefix or config`); tests
+    and commands build several apps in one process, each with its own settings.
+    """
+
+    def init_app(self, app: Flask) -> None:
+        self._key_prefix = ""
+        super().init_app(app)
+
+
+def config_limit(name: str) -> Callable[[], str]:
+    """A limit read from the app's configuration at request time (e.g. "30 per minute")."""
+    from flask import current_app
+
+    return lambda: str(current_app.config[name])
+
+
 db = Database()
 csrf = CSRFProtect()
 htmx = HTMX()  # the request's htmx details (flask-htmx)
-# Storage from RATELIMIT_STORAGE_URI (memory:// by default; redis:// in production).
-limiter = Limiter(key_func=get_remote_address)
+# Storage: RATELIMIT_STORAGE_URI, else REDIS_URL (limits hold across workers), else memory://.
+# Keyed on the client address, which ProxyFix sets from TRUSTED_PROXY_COUNT proxies' headers.
+limiter = AppLimiter(key_func=get_remote_address)

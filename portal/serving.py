@@ -12,12 +12,14 @@ from types import FrameType
 from flask import Flask
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
+from portal.web.redact import redact_path
+
 
 class RedactingRequestHandler(WSGIRequestHandler):
-    """Access log without query strings: they carry OAuth codes, states and launch ids."""
+    """Access log without query strings (OAuth codes, states, launch ids) or path tokens."""
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        path = self.path.split("?", 1)[0]
+        path = redact_path(self.path)
         self.log("info", '"%s %s" %s %s', self.command, path, code, size)
 
 

@@ -1,4 +1,4 @@
-"""The portal for a production WSGI server, e.g. `gunicorn --workers 2 --threads 8 portal.wsgi:app`.
+"""The portal for a production WSGI server: `gunicorn -c gunicorn.conf.py portal.wsgi:app`.
 
 Configuration comes from the instance folder and PORTAL_* variables (see README).
 """

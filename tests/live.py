@@ -38,7 +38,7 @@ from portal.smart.keys import ASSERTION_ALG, public_jwks
 from portal.smart.oauth import LaunchResult, begin, complete, new_browser_binding
 from portal.smart.settings import SmartSettings, install
 from portal.smart.tokens import connect, set_client_secret
-from tests.sandbox.conftest import DATA, sandbox_database
+from tests.sandbox.conftest import DATA, admin_auth, sandbox_database
 from tests.sandbox.flows import consent, form_with, login, patient_login
 
 REDIRECT_URI = "http://127.0.0.1:5000/oauth/callback"
@@ -89,14 +89,21 @@ class LiveEhr:
         assert patient_id
         return patient_id
 
+    @property
+    def admin(self) -> httpx.BasicAuth:
+        """The fault controls' credential (generated into the instance folder)."""
+        return admin_auth(self.app)
+
     def set_fault(self, name: str, value: int = 1, remaining: int | None = None) -> None:
         answer = httpx.post(
-            self.base_url + "/admin/faults", json={name: {"value": value, "remaining": remaining}}
+            self.base_url + "/admin/faults",
+            json={name: {"value": value, "remaining": remaining}},
+            auth=self.admin,
         )
         assert answer.status_code == 200, answer.text
 
     def clear_faults(self) -> None:
-        httpx.delete(self.base_url + "/admin/faults")
+        httpx.delete(self.base_url + "/admin/faults", auth=self.admin)
 
     def sandbox_session(self) -> Any:
         return transaction(sdb.sessionmaker(self.app))

@@ -23,12 +23,20 @@ DEFAULTS: dict[str, Any] = {
     "DB_SCHEMA": None,  # PostgreSQL schema, so two instances can share one database
     "DEMO": False,  # list demo logins on the login page
     "FAULTS_ENABLED": False,  # allow /admin/faults
+    # HTTP Basic password (user "admin") of /admin/faults; None: generated into the instance
+    # folder (sandbox-<slug>-admin-password) on first start.
+    "ADMIN_PASSWORD": None,
     "ACCESS_TOKEN_LIFETIME": 3600,
     "CODE_LIFETIME": 60,
     "LAUNCH_LIFETIME": 300,
     "DEFAULT_PAGE_SIZE": 50,
     "MAX_PAGE_SIZE": 1000,
 }
+
+
+def admin_password_file(slug: str) -> str:
+    """The name, in the instance folder, of instance `slug`'s generated admin password."""
+    return f"sandbox-{slug}-admin-password"
 
 
 def create_sandbox_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -50,6 +58,8 @@ def create_sandbox_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.setdefault("SECRET_KEY", None)
     if not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = instance_secret(folder, f"sandbox-{slug}-secret")
+    if not app.config["ADMIN_PASSWORD"]:
+        app.config["ADMIN_PASSWORD"] = instance_secret(folder, admin_password_file(slug))
     # Cookies are not isolated by port: every instance needs its own cookie name.
     app.config["SESSION_COOKIE_NAME"] = f"sandbox_{slug}_session"
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"

@@ -24,7 +24,7 @@ from flask import (
 )
 from werkzeug.exceptions import HTTPException
 
-from portal.extensions import db
+from portal.extensions import config_limit, db, limiter
 from portal.models import Account, EhrConnection, EhrServer, SessionKind
 from portal.phr.access import Action
 from portal.registry import find_ehr
@@ -69,6 +69,7 @@ def _problem(title: str, message: str, status: int):
 
 
 @bp.get("/launch")
+@limiter.limit(config_limit("LAUNCH_RATE_LIMIT"))
 def ehr_launch():
     """The launch URL registered with EHRs: `iss` must be a registered EHR."""
     iss, launch = request.args.get("iss", ""), request.args.get("launch", "")
@@ -91,6 +92,7 @@ def ehr_launch():
 
 
 @bp.get("/connect/<int:ehr_id>")
+@limiter.limit(config_limit("LAUNCH_RATE_LIMIT"))
 @full_session_required
 def connect_ehr(ehr_id: int):
     """Standalone launch: the signed-in patient connects a registered EHR.
@@ -126,6 +128,7 @@ def _authorize(
 
 
 @bp.get("/oauth/callback")
+@limiter.limit(config_limit("LAUNCH_RATE_LIMIT"))
 def callback():
     args = request.args
     try:
@@ -264,8 +267,7 @@ def ehr_style(connection_id: int):
     connection = _own_connection(connection_id)
     css = style.css_for(connection.smart_style_url) if connection.smart_style_url else ""
     response = make_response(css)
-    response.mimetype = "text/css"
-    response.headers["Cache-Control"] = "private, max-age=3600"
+    response.mimetype = "text/css"  # no-store like every page: it says which clinic launched
     return response
 
 

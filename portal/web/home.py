@@ -8,6 +8,7 @@ from flask import Blueprint, current_app, render_template
 from portal.extensions import db
 from portal.models import EhrServer
 from portal.smart.settings import client_jwks
+from portal.web.caching import public
 
 bp = Blueprint("home", __name__)
 
@@ -21,6 +22,7 @@ def index() -> str:
 
 
 @bp.get("/.well-known/jwks.json")
+@public(max_age=300)  # the same for everyone; short, so a rotated key is picked up soon
 def jwks() -> dict[str, object]:
     """The portal's public keys, for EHRs that register it as a confidential-asymmetric client."""
     return client_jwks()

@@ -18,12 +18,21 @@ from portal.sandbox.accounts import create_demo_users
 from portal.sandbox.app import create_sandbox_app
 from portal.sandbox.db import sdb
 from portal.sandbox.fhir.store import LoadResult, load_bundle, read_bundle_file
+from portal.sandbox.views.admin import ADMIN_USER
 from tests.conftest import WORKER, fresh_pg_schema, pg_base_url
 
 DATA = Path(__file__).resolve().parents[2] / "portal" / "sandbox" / "data"
 BASE_URL = "http://ehr.test"
 # Small but varied: a child, a patient with allergies, one whose name has an apostrophe.
 TEST_BUNDLES = ("arron_schamberger", "christin_stiedemann", "raeann_okon")
+# The fault controls' credential of `sandbox_app` (configured; other instances generate one).
+ADMIN_PASSWORD = "admin-password-of-the-test-sandbox"
+ADMIN = httpx.BasicAuth(ADMIN_USER, ADMIN_PASSWORD)
+
+
+def admin_auth(app: Flask) -> httpx.BasicAuth:
+    """HTTP Basic for an instance's /admin/faults (portal/sandbox/views/admin.py)."""
+    return httpx.BasicAuth(ADMIN_USER, app.config["ADMIN_PASSWORD"])
 
 
 def sandbox_database(slug: str, instance_dir: Path) -> tuple[str, str | None]:
@@ -56,6 +65,7 @@ def sandbox_app(instance_dir: Path) -> Iterator[Flask]:
             "DB_SCHEMA": schema,
             "DEMO": True,
             "FAULTS_ENABLED": True,
+            "ADMIN_PASSWORD": ADMIN_PASSWORD,
         }
     )
     with app.app_context(), transaction(sdb.sessionmaker(app)) as session:

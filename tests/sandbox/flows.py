@@ -29,7 +29,7 @@ from portal.db import transaction
 from portal.sandbox import accounts
 from portal.sandbox.db import sdb
 from portal.sandbox.models import FhirResource, PatientUser
-from tests.sandbox.conftest import BASE_URL
+from tests.sandbox.conftest import ADMIN, BASE_URL
 
 FHIR_BASE = BASE_URL + "/fhir"
 AUTHORIZE = BASE_URL + "/auth/authorize"
@@ -359,14 +359,16 @@ def get_token(
 
 
 def set_fault(http: httpx.Client, name: str, value: int = 1, remaining: int | None = None) -> None:
-    answer = http.post("/admin/faults", json={name: {"value": value, "remaining": remaining}})
+    answer = http.post(
+        "/admin/faults", json={name: {"value": value, "remaining": remaining}}, auth=ADMIN
+    )
     assert answer.status_code == 200, answer.text
 
 
 @pytest.fixture
 def no_faults(http: httpx.Client) -> Iterator[None]:
     yield
-    http.delete("/admin/faults")
+    http.delete("/admin/faults", auth=ADMIN)
 
 
 def session_rows(sandbox_app: Flask, statement: Any) -> list[Any]:

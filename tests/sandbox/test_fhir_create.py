@@ -11,7 +11,7 @@ import pytest
 from flask import Flask
 
 from portal.sandbox.fhir.store import read_bundle_file
-from tests.sandbox.conftest import BASE_URL, DATA
+from tests.sandbox.conftest import BASE_URL, DATA, admin_auth
 from tests.sandbox.tokens import (
     FHIR_JSON,
     assert_outcome,
@@ -406,13 +406,14 @@ def test_create_of_a_non_creatable_type_is_405(client, token, me):
     assert_outcome(response, 405, "not-supported")
 
 
-def test_create_works_while_a_fault_is_used_up(client, token, me):
+def test_create_works_while_a_fault_is_used_up(app, client, token, me):
     """Faults are used up in their own transaction, next to the request's own writes."""
     assert client.post(
-        "/admin/faults", json={"latency_ms": {"value": 1, "remaining": 1}}
+        "/admin/faults", json={"latency_ms": {"value": 1, "remaining": 1}}, auth=admin_auth(app)
     ).is_success
     try:
         assert post(client, token, weight(me)).status_code == 201
-        assert client.get("/admin/faults").json()["active"]["latency_ms"]["remaining"] == 0
+        active = client.get("/admin/faults", auth=admin_auth(app)).json()["active"]
+        assert active["latency_ms"]["remaining"] == 0
     finally:
-        client.delete("/admin/faults")
+        client.delete("/admin/faults", auth=admin_auth(app))

@@ -10,7 +10,7 @@ from fhirclient.models.fhirabstractbase import FHIRValidationError
 from fhirclient.models.observation import Observation
 
 from portal.sandbox.fhir.store import read_bundle_file
-from tests.sandbox.conftest import DATA
+from tests.sandbox.conftest import ADMIN, DATA
 from tests.sandbox.tokens import assert_outcome, bearer, mint_token
 
 NAME = "christin_stiedemann"
@@ -19,7 +19,7 @@ NAME = "christin_stiedemann"
 @pytest.fixture(autouse=True)
 def no_faults_left(http) -> Iterator[None]:
     yield
-    assert http.delete("/admin/faults").status_code == 200
+    assert http.delete("/admin/faults", auth=ADMIN).status_code == 200
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def observation_ids() -> set[str]:
 
 
 def set_faults(http, **spec: dict[str, int | None]) -> None:
-    response = http.post("/admin/faults", json=spec)
+    response = http.post("/admin/faults", json=spec, auth=ADMIN)
     assert response.status_code == 200, response.text
 
 
@@ -75,7 +75,7 @@ def test_rate_limit_with_remaining_uses_lets_requests_through_afterwards(http, t
     set_faults(http, rate_limit={"value": 2, "remaining": 1})
     assert http.get("/fhir/Observation", headers=bearer(token)).status_code == 429
     assert http.get("/fhir/Observation", headers=bearer(token)).status_code == 200
-    assert http.get("/admin/faults").json()["active"]["rate_limit"]["remaining"] == 0
+    assert http.get("/admin/faults", auth=ADMIN).json()["active"]["rate_limit"]["remaining"] == 0
 
 
 def test_rate_limit_applies_to_create(http, token):

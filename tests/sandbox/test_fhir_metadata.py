@@ -9,6 +9,7 @@ from fhirclient.models.capabilitystatement import CapabilityStatement
 from portal.db import transaction
 from portal.sandbox import faults
 from portal.sandbox.db import sdb
+from tests.sandbox.conftest import ADMIN
 from tests.sandbox.tokens import CREATABLE_TYPES, SHARED_TYPES, SUPPORTED_TYPES
 
 OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
@@ -93,4 +94,4 @@ def test_faults_do_not_touch_metadata(http, sandbox_app):
         assert http.get("/fhir/metadata").status_code == 200
         assert http.get("/fhir/Patient").status_code == 503
     finally:
-        http.delete("/admin/faults")
+        http.delete("/admin/faults", auth=ADMIN)

@@ -1,6 +1,12 @@
-"""Fault controls: GET / POST / DELETE /admin/faults (only when FAULTS_ENABLED)."""
+"""Fault controls: GET / POST / DELETE /admin/faults (only when FAULTS_ENABLED).
+
+HTTP Basic as `admin` with the instance's ADMIN_PASSWORD (generated into the instance folder
+and printed by `portal demo`): anyone else on the demo's network could switch faults on.
+"""
 
 from __future__ import annotations
+
+import hmac
 
 from flask import Blueprint, abort, current_app, jsonify, request
 
@@ -9,11 +15,26 @@ from portal.sandbox.db import sdb
 
 bp = Blueprint("sandbox_admin", __name__)
 
+ADMIN_USER = "admin"
+
 
 @bp.before_request
-def only_when_enabled():
+def only_when_enabled_and_authorized():
     if not current_app.config["FAULTS_ENABLED"]:
         abort(404)
+    auth = request.authorization
+    expected = str(current_app.config["ADMIN_PASSWORD"]).encode()
+    if (
+        auth is None
+        or auth.type != "basic"
+        or not hmac.compare_digest((auth.username or "").encode(), ADMIN_USER.encode())
+        or not hmac.compare_digest((auth.password or "").encode(), expected)
+    ):
+        response = jsonify(error="the fault controls need the sandbox's admin password")
+        response.status_code = 401
+        response.headers["WWW-Authenticate"] = 'Basic realm="sandbox fault controls"'
+        return response
+    return None
 
 
 @bp.get("/faults")
