@@ -30,8 +30,22 @@ DEFAULTS: dict[str, Any] = {
     "RATELIMIT_STORAGE_URI": "memory://",
     "RATELIMIT_HEADERS_ENABLED": True,
     "SIGNIN_RATE_LIMIT": "10 per minute",
-    # Where password-reset links go: "console" (development) or "outbox" (tests).
+    # Failed sign-ins per email (whatever the address they come from), then a pause.
+    "SIGNIN_ACCOUNT_FAILURE_LIMIT": "10 per 15 minutes",
+    # argon2 hashes/verifies at once per process (each takes a core and 19 MiB while it runs).
+    "PASSWORD_MAX_CONCURRENT_VERIFIES": 2,
+    # Mail (sign-up links, password resets): "console" (development: printed to stderr),
+    # "outbox" (tests) or "smtp" (required in production).
     "MAIL_BACKEND": "console",
+    "MAIL_FROM": None,
+    "MAIL_SMTP_HOST": None,
+    "MAIL_SMTP_PORT": 587,
+    "MAIL_SMTP_USER": None,
+    "MAIL_SMTP_PASSWORD": None,
+    "MAIL_SMTP_STARTTLS": True,
+    # Background work (portal.jobs): threads per process; tests run it inline (JOBS_EAGER).
+    "JOBS_MAX_WORKERS": 2,
+    "JOBS_EAGER": False,
 }
 
 
@@ -59,6 +73,7 @@ def load_config(app: Flask, overrides: dict[str, Any] | None) -> None:
         # cookie only over HTTPS. POSTs stay protected by the CSRF token.
         app.config["SESSION_COOKIE_SECURE"] = True
     app.config["SECRET_KEY"] = resolve_secret_key(app)
+    check_mail_settings(app.config)
 
 
 def resolve_secret_key(app: Flask) -> str:
@@ -74,6 +89,32 @@ def resolve_secret_key(app: Flask) -> str:
     if key:
         return str(key)
     return instance_secret(Path(app.instance_path), "secret_key")
+
+
+def check_mail_settings(config: dict[str, Any]) -> None:
+    """Refuse mail settings that would lose mail: production must really send it."""
+    backend = config["MAIL_BACKEND"]
+    if backend not in ("console", "outbox", "smtp"):
+        raise ConfigError("PORTAL_MAIL_BACKEND must be console, outbox or smtp.")
+    if config["ENV"] == "production" and backend != "smtp":
+        # Else the pages would say a reset link was sent while it went nowhere.
+        raise ConfigError(
+            "In production the portal must send mail: set PORTAL_MAIL_BACKEND=smtp, "
+            "PORTAL_MAIL_SMTP_HOST and PORTAL_MAIL_FROM (and PORTAL_MAIL_SMTP_USER and "
+            "PORTAL_MAIL_SMTP_PASSWORD if the server needs a login)."
+        )
+    if backend == "smtp":
+        if not config.get("MAIL_SMTP_HOST") or not config.get("MAIL_FROM"):
+            raise ConfigError("PORTAL_MAIL_SMTP_HOST and PORTAL_MAIL_FROM must be set for smtp.")
+        if (
+            config["ENV"] == "production"
+            and config.get("MAIL_SMTP_USER")
+            and not config["MAIL_SMTP_STARTTLS"]
+        ):
+            raise ConfigError(
+                "PORTAL_MAIL_SMTP_STARTTLS must stay on in production when logging in to the "
+                "mail server: the password would otherwise travel unencrypted."
+            )
 
 
 def is_strong_secret(key: object) -> bool:
