@@ -6,6 +6,8 @@ differs is only the mail, sent off the request path (portal.web.account_mail).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask.blueprints import BlueprintSetupState
 from flask_wtf import FlaskForm
@@ -71,6 +73,12 @@ def _signin_limit() -> str:
     return str(current_app.config["SIGNIN_RATE_LIMIT"])
 
 
+def _after_commit(func: Callable[..., object], *args: object) -> None:
+    """Run `func(*args)` in the background once this request has committed."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]  # the proxied app
+    db.after_commit(lambda: jobs.submit(app, func, *args))
+
+
 @bp.route("/signup", methods=["GET", "POST"])
 @limiter.limit(_signin_limit, methods=["POST"])
 def signup():
@@ -109,12 +117,6 @@ def signup_confirm(token: str):
         flash("Your account is ready and you are signed in.")
         return redirect(url_for("home.index"))
     return render_template("accounts/signup_confirm.html", form=form, email=pending.email)
-
-
-def _after_commit(func, *args: object) -> None:
-    """Run `func(*args)` in the background once this request has committed."""
-    app = current_app._get_current_object()  # type: ignore[attr-defined]  # the proxied app
-    db.after_commit(lambda: jobs.submit(app, func, *args))
 
 
 @bp.route("/signin", methods=["GET", "POST"])
