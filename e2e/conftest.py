@@ -105,6 +105,24 @@ def _wait_until_up(urls: list[str], proc: subprocess.Popen[bytes], log: Path) ->
         time.sleep(0.2)
 
 
+def mailed_link(demo: Demo, email: str, path: str) -> str:
+    """The newest link under `path` in mail to `email`: the demo's console mailer prints mail
+    to its log (sent off the request path, so it may take a moment)."""
+    mail = re.compile(
+        rf"^To: {re.escape(email)}$((?:(?!^----- end of mail).)*)", re.MULTILINE | re.DOTALL
+    )
+    link = re.compile(rf"{re.escape(demo.portal + path)}\S+")
+    deadline = time.monotonic() + 15
+    while True:
+        log = (demo.instance / "demo.log").read_text()
+        found = [m.group(0) for body in mail.findall(log) for m in [link.search(body)] if m]
+        if found:
+            return found[-1]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no mail to {email} with a {path} link:\n{log[-3000:]}")
+        time.sleep(0.1)
+
+
 def portal_command() -> list[str]:
     return [str(Path(sys.executable).parent / "portal")]
 

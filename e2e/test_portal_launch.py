@@ -9,7 +9,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from e2e.conftest import Demo, screenshot
+from e2e.conftest import Demo, mailed_link, screenshot
 
 pytestmark = pytest.mark.e2e
 
@@ -44,6 +44,10 @@ def sign_up(page: Page, demo: Demo, email: str) -> None:
     page.get_by_label("Password (at least 10 characters)").fill("correct horse battery")
     page.get_by_label("Repeat the password").fill("correct horse battery")
     page.get_by_role("button", name="Create account").click()
+    expect(page.get_by_role("heading", name="Check your email to continue")).to_be_visible()
+    page.goto(mailed_link(demo, email, "/signup/confirm/"))
+    page.get_by_role("button", name="Create my account").click()
+    expect(page.get_by_role("status")).to_contain_text("Your account is ready")
 
 
 def connect(page: Page, demo: Demo, clinic: str, username: str, untick: str | None = None) -> None:

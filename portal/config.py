@@ -49,8 +49,22 @@ DEFAULTS: dict[str, Any] = {
     # Request bodies larger than this are refused with a page; a view that takes uploads
     # raises it for itself only (request.max_content_length).
     "MAX_CONTENT_LENGTH": 1024 * 1024,
-    # Where password-reset links go: "console" (development) or "outbox" (tests).
+    # Failed sign-ins per email (whatever the address they come from), then a pause.
+    "SIGNIN_ACCOUNT_FAILURE_LIMIT": "10 per 15 minutes",
+    # argon2 hashes/verifies at once per process (each takes a core and 19 MiB while it runs).
+    "PASSWORD_MAX_CONCURRENT_VERIFIES": 2,
+    # Mail (sign-up links, password resets): "console" (development: printed to stderr),
+    # "outbox" (tests) or "smtp" (required in production).
     "MAIL_BACKEND": "console",
+    "MAIL_FROM": None,
+    "MAIL_SMTP_HOST": None,
+    "MAIL_SMTP_PORT": 587,
+    "MAIL_SMTP_USER": None,
+    "MAIL_SMTP_PASSWORD": None,
+    "MAIL_SMTP_STARTTLS": True,
+    # Background work (portal.jobs): threads per process; tests run it inline (JOBS_EAGER).
+    "JOBS_MAX_WORKERS": 2,
+    "JOBS_EAGER": False,
 }
 
 
@@ -92,6 +106,7 @@ def load_config(app: Flask, overrides: dict[str, Any] | None) -> None:
     proxies = app.config["TRUSTED_PROXY_COUNT"]
     if isinstance(proxies, bool) or not isinstance(proxies, int) or proxies < 0:
         raise ConfigError("TRUSTED_PROXY_COUNT must be a whole number, 0 or more")
+    check_mail_settings(app.config)
 
 
 def resolve_secret_key(app: Flask) -> str:
@@ -107,6 +122,32 @@ def resolve_secret_key(app: Flask) -> str:
     if key:
         return str(key)
     return instance_secret(Path(app.instance_path), "secret_key")
+
+
+def check_mail_settings(config: dict[str, Any]) -> None:
+    """Refuse mail settings that would lose mail: production must really send it."""
+    backend = config["MAIL_BACKEND"]
+    if backend not in ("console", "outbox", "smtp"):
+        raise ConfigError("PORTAL_MAIL_BACKEND must be console, outbox or smtp.")
+    if config["ENV"] == "production" and backend != "smtp":
+        # Else the pages would say a reset link was sent while it went nowhere.
+        raise ConfigError(
+            "In production the portal must send mail: set PORTAL_MAIL_BACKEND=smtp, "
+            "PORTAL_MAIL_SMTP_HOST and PORTAL_MAIL_FROM (and PORTAL_MAIL_SMTP_USER and "
+            "PORTAL_MAIL_SMTP_PASSWORD if the server needs a login)."
+        )
+    if backend == "smtp":
+        if not config.get("MAIL_SMTP_HOST") or not config.get("MAIL_FROM"):
+            raise ConfigError("PORTAL_MAIL_SMTP_HOST and PORTAL_MAIL_FROM must be set for smtp.")
+        if (
+            config["ENV"] == "production"
+            and config.get("MAIL_SMTP_USER")
+            and not config["MAIL_SMTP_STARTTLS"]
+        ):
+            raise ConfigError(
+                "PORTAL_MAIL_SMTP_STARTTLS must stay on in production when logging in to the "
+                "mail server: the password would otherwise travel unencrypted."
+            )
 
 
 def is_strong_secret(key: object) -> bool:

@@ -82,6 +82,7 @@ def app(database_url: str) -> Iterator[Flask]:
             "WTF_CSRF_ENABLED": False,
             "RATELIMIT_ENABLED": False,
             "MAIL_BACKEND": "outbox",
+            "JOBS_EAGER": True,
         }
     )
     yield app

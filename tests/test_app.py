@@ -99,6 +99,9 @@ def production_app(database_url: str, **config: object) -> Flask:
             "DATABASE_URL": database_url,
             "PUBLIC_URL": "https://portal.example.org",
             "WTF_CSRF_ENABLED": False,
+            "MAIL_BACKEND": "smtp",
+            "MAIL_SMTP_HOST": "mx.example.org",
+            "MAIL_FROM": "portal@example.org",
             **config,
         }
     )

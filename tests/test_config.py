@@ -12,6 +12,7 @@ from portal.config import ConfigError, is_strong_secret
 from portal.extensions import db
 
 STRONG = "k3y-" + "aZ9x8Yb7Wc6Vd5Ue4Tf3Sg2Rh1Qi0Pj" * 2
+MAIL = {"MAIL_BACKEND": "smtp", "MAIL_SMTP_HOST": "mx.example.org", "MAIL_FROM": "p@example.org"}
 
 
 def test_development_key_is_generated_once_and_kept(instance_dir: Path) -> None:
@@ -37,6 +38,7 @@ def test_production_accepts_strong_key_and_secures_cookies() -> None:
             "SECRET_KEY": STRONG,
             "DATABASE_URL": "sqlite://",
             "TOKEN_KEYS": Fernet.generate_key().decode(),
+            **MAIL,
         }
     )
     assert app.config["SECRET_KEY"] == STRONG
@@ -70,7 +72,40 @@ def test_default_database_is_sqlite_in_instance(instance_dir: Path) -> None:
 
 def test_production_refuses_to_start_without_token_keys() -> None:
     with pytest.raises(ConfigError, match="TOKEN_KEYS"):
-        create_app({"ENV": "production", "SECRET_KEY": STRONG, "DATABASE_URL": "sqlite://"})
+        create_app({"ENV": "production", "SECRET_KEY": STRONG, "DATABASE_URL": "sqlite://", **MAIL})
+
+
+@pytest.mark.parametrize(
+    ("mail", "message"),
+    [
+        ({}, "must send mail"),  # the console backend: links printed, never delivered
+        ({"MAIL_BACKEND": "outbox"}, "must send mail"),
+        ({"MAIL_BACKEND": "smtp"}, "MAIL_SMTP_HOST and PORTAL_MAIL_FROM must be set"),
+        ({**MAIL, "MAIL_FROM": None}, "MAIL_SMTP_HOST and PORTAL_MAIL_FROM must be set"),
+        (
+            {**MAIL, "MAIL_SMTP_USER": "portal", "MAIL_SMTP_STARTTLS": False},
+            "password would otherwise travel unencrypted",
+        ),
+    ],
+)
+def test_production_refuses_to_start_without_a_real_mail_transport(
+    mail: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        create_app(
+            {
+                "ENV": "production",
+                "SECRET_KEY": STRONG,
+                "DATABASE_URL": "sqlite://",
+                "TOKEN_KEYS": Fernet.generate_key().decode(),
+                **mail,
+            }
+        )
+
+
+def test_unknown_mail_backend_is_refused() -> None:
+    with pytest.raises(ConfigError, match="MAIL_BACKEND must be console, outbox or smtp"):
+        create_app({"DATABASE_URL": "sqlite://", "MAIL_BACKEND": "pigeon"})
 
 
 def test_cross_site_iframe_cookie_is_secure(

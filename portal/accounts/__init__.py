@@ -1,1 +1,1 @@
-"""Portal accounts: sign-up, sign-in and password reset. Never imports Flask."""
+"""Portal accounts: sign-up by emailed link, sign-in, password reset. Never imports Flask."""

@@ -1,24 +1,28 @@
-"""Account operations. Passwords are hashed with argon2id (argon2-cffi)."""
+"""Account operations: sign-up by emailed link, sign-in, password reset.
+
+Passwords are hashed with argon2id (portal.accounts.passwords).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
 
 import sqlalchemy as sa
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
+from itsdangerous import BadData, URLSafeTimedSerializer
 from sqlalchemy.orm import Session
 
+from portal.accounts import passwords
 from portal.db import utcnow
 from portal.models import Account, PasswordReset
 
 RESET_LIFETIME = timedelta(hours=1)
+SIGNUP_LIFETIME = timedelta(hours=1)
+SIGNUP_SALT = "portal.accounts.signup"
 MIN_PASSWORD_LENGTH = 10
-_hasher = PasswordHasher()
-# Verified against when the email is unknown, so timing does not reveal which emails exist.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+MAX_PASSWORD_LENGTH = 1024
 
 
 class AccountError(ValueError):
@@ -26,42 +30,103 @@ class AccountError(ValueError):
 
 
 def normalise_email(email: str) -> str:
+    """The form an email is stored and looked up in."""
     return email.strip().lower()
+
+
+def email_exists(session: Session, email: str) -> bool:
+    """Whether an account has this email (for background work only: pages never say)."""
+    found = session.scalar(sa.select(Account.id).where(Account.email == normalise_email(email)))
+    return found is not None
 
 
 def create_account(session: Session, email: str, password: str, display_name: str = "") -> Account:
     """A new account; the email must be free and the password long enough."""
-    email = normalise_email(email)
     check_password(password)
-    if session.scalar(sa.select(Account.id).where(Account.email == email)) is not None:
+    return _add_account(session, email, passwords.hash_password(password), display_name)
+
+
+def _add_account(session: Session, email: str, password_hash: str, display_name: str) -> Account:
+    email = normalise_email(email)
+    if email_exists(session, email):
         raise AccountError("An account with this email already exists. Sign in instead.")
-    account = Account(
-        email=email, password_hash=_hasher.hash(password), display_name=display_name.strip()
-    )
+    account = Account(email=email, password_hash=password_hash, display_name=display_name.strip())
     session.add(account)
     session.flush()
     return account
 
 
 def check_password(password: str) -> None:
+    """Refuse a password that is too short, too long or one of the common ones."""
     if len(password) < MIN_PASSWORD_LENGTH:
         raise AccountError(f"Use at least {MIN_PASSWORD_LENGTH} characters for your password.")
-    if len(password) > 1024:
+    if len(password) > MAX_PASSWORD_LENGTH:
         raise AccountError("That password is too long.")
+    if passwords.is_common(password):
+        raise AccountError(passwords.TOO_COMMON)
+
+
+# Sign-up. A pending sign-up lives only in the signed, expiring token of the link mailed to the
+# address: the schema has no column for an unconfirmed account and this change adds no
+# migration, and a token keeps the database free of sign-ups nobody confirms. It carries the
+# email, the name and the argon2 hash of the password (never the password itself); it is
+# signed, not encrypted, so whoever holds the link can read the hash, which is why only the
+# mailbox owner gets it. Confirming creates the account if the email is still free.
+
+
+@dataclass(frozen=True)
+class PendingSignup:
+    """A sign-up waiting for its email to be confirmed."""
+
+    email: str
+    display_name: str
+    password_hash: str
+
+
+def _signups(secret_key: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(secret_key, salt=SIGNUP_SALT)
+
+
+def start_signup(secret_key: str, email: str, password: str, display_name: str = "") -> str:
+    """The token for the confirmation link: checks the password, hashes it, stores nothing.
+
+    The same work is done whether or not the email already has an account: the caller sends
+    the mail (confirmation, or a note to the owner) off the request path.
+    """
+    check_password(password)
+    payload = {
+        "email": normalise_email(email),
+        "name": display_name.strip(),
+        "hash": passwords.hash_password(password),
+    }
+    return _signups(secret_key).dumps(payload)
+
+
+def read_signup(secret_key: str, token: str) -> PendingSignup | None:
+    """The sign-up a confirmation token carries, or None if it is forged, altered or expired."""
+    try:
+        data = _signups(secret_key).loads(token, max_age=int(SIGNUP_LIFETIME.total_seconds()))
+    except BadData:
+        return None
+    try:
+        return PendingSignup(str(data["email"]), str(data["name"]), str(data["hash"]))
+    except (KeyError, TypeError):
+        return None
+
+
+def complete_signup(session: Session, pending: PendingSignup) -> Account:
+    """Create the confirmed account (refused if the email was taken meanwhile)."""
+    return _add_account(session, pending.email, pending.password_hash, pending.display_name)
 
 
 def authenticate(session: Session, email: str, password: str) -> Account | None:
     """The account with these credentials, or None (same work whether or not the email exists)."""
     account = session.scalar(sa.select(Account).where(Account.email == normalise_email(email)))
     stored = account.password_hash if account and account.password_hash else None
-    try:
-        _hasher.verify(stored or _DUMMY_HASH, password)
-    except (VerificationError, InvalidHashError):
+    if not passwords.verify(stored, password) or account is None or stored is None:
         return None
-    if account is None or stored is None:
-        return None
-    if _hasher.check_needs_rehash(stored):
-        account.password_hash = _hasher.hash(password)
+    if passwords.needs_rehash(stored):
+        account.password_hash = passwords.hash_password(password)
     return account
 
 
@@ -88,6 +153,7 @@ def start_reset(session: Session, email: str) -> str | None:
 
 
 def reset_is_valid(session: Session, token: str) -> bool:
+    """Whether this reset token can still be used."""
     return _live_reset(session, token) is not None
 
 
@@ -99,7 +165,7 @@ def complete_reset(session: Session, token: str, new_password: str) -> Account:
     check_password(new_password)
     account = session.get(Account, reset.account_id)
     assert account is not None  # the foreign key guarantees it
-    account.password_hash = _hasher.hash(new_password)
+    account.password_hash = passwords.hash_password(new_password)
     # Every outstanding link of this account dies with the one used.
     session.execute(
         sa.update(PasswordReset)
@@ -126,14 +192,10 @@ class EmailTaken(AccountError):
 
 def check_account_password(account: Account, password: str) -> bool:
     """Whether `password` is this account's (rehashing an old hash on success)."""
-    if not account.password_hash:
+    if not account.password_hash or not passwords.verify(account.password_hash, password):
         return False
-    try:
-        _hasher.verify(account.password_hash, password)
-    except (VerificationError, InvalidHashError):
-        return False
-    if _hasher.check_needs_rehash(account.password_hash):
-        account.password_hash = _hasher.hash(password)
+    if passwords.needs_rehash(account.password_hash):
+        account.password_hash = passwords.hash_password(password)
     return True
 
 
@@ -142,7 +204,7 @@ def change_password(session: Session, account: Account, current: str, new_passwo
     if not check_account_password(account, current):
         raise AccountError("That is not your current password.")
     check_password(new_password)
-    account.password_hash = _hasher.hash(new_password)
+    account.password_hash = passwords.hash_password(new_password)
     session.flush()
 
 
@@ -161,5 +223,5 @@ def set_first_password(session: Session, account: Account, email: str, password:
             "in with that account."
         )
     account.email = email
-    account.password_hash = _hasher.hash(password)
+    account.password_hash = passwords.hash_password(password)
     session.flush()

@@ -1,6 +1,12 @@
-"""Sign up, sign in, sign out, password reset."""
+"""Sign up (confirmed by an emailed link), sign in, sign out, password reset.
+
+Sign-up and reset pages answer the same whether or not an account has the email: what
+differs is only the mail, sent off the request path (portal.web.account_mail).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from flask import (
     Blueprint,
@@ -12,19 +18,30 @@ from flask import (
     session,
     url_for,
 )
+from flask.blueprints import BlueprintSetupState
 from wtforms import EmailField, PasswordField, StringField
 from wtforms.validators import DataRequired, Email, EqualTo, Length, Optional
 
-from portal.accounts import service
-from portal.accounts.mail import send_reset_link
+from portal import jobs
+from portal.accounts import passwords, service
 from portal.extensions import db, limiter
+from portal.web import account_mail, signin_guard
 from portal.web.auth import current_account, end_other_sessions, safe_next, sign_in, sign_out
 from portal.web.forms import PortalForm
 from portal.web.sessions import DRAFT_KEY, ENDED_KEY
 
 bp = Blueprint("accounts", __name__)
 
-PASSWORD = [DataRequired(), Length(min=service.MIN_PASSWORD_LENGTH, max=1024)]
+
+@bp.record_once
+def _configure(state: BlueprintSetupState) -> None:
+    passwords.set_max_concurrent(state.app.config["PASSWORD_MAX_CONCURRENT_VERIFIES"])
+
+
+PASSWORD = [
+    DataRequired(),
+    Length(min=service.MIN_PASSWORD_LENGTH, max=service.MAX_PASSWORD_LENGTH),
+]
 
 
 class SignUpForm(PortalForm):
@@ -37,6 +54,10 @@ class SignUpForm(PortalForm):
         "Repeat the password",
         validators=[DataRequired(), EqualTo("password", message="The passwords differ.")],
     )
+
+
+class ConfirmForm(PortalForm):
+    """Only the CSRF token: the account is made by a POST, not by a mail scanner's GET."""
 
 
 class SignInForm(PortalForm):
@@ -62,24 +83,50 @@ def _signin_limit() -> str:
     return str(current_app.config["SIGNIN_RATE_LIMIT"])
 
 
+def _after_commit(func: Callable[..., object], *args: object) -> None:
+    """Run `func(*args)` in the background once this request has committed."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]  # the proxied app
+    db.after_commit(lambda: jobs.submit(app, func, *args))
+
+
 @bp.route("/signup", methods=["GET", "POST"])
 @limiter.limit(_signin_limit, methods=["POST"])
 def signup():
     form = SignUpForm()
     if form.validate_on_submit():
+        email = form.email.data or ""
         try:
-            account = service.create_account(
-                db.session,
-                form.email.data or "",
+            token = service.start_signup(
+                current_app.config["SECRET_KEY"],
+                email,
                 form.password.data or "",
                 form.display_name.data or "",
             )
         except service.AccountError as exc:
-            form.email.errors = [str(exc)]
+            form.password.errors = [str(exc)]
         else:
-            sign_in(account)
-            return redirect(url_for("home.index"))
+            _after_commit(account_mail.send_signup_mail, email, token)
+            return render_template("accounts/signup_sent.html", email=email)
     return render_template("accounts/signup.html", form=form), 400 if form.errors else 200
+
+
+@bp.route("/signup/confirm/<token>", methods=["GET", "POST"])
+def signup_confirm(token: str):
+    pending = service.read_signup(current_app.config["SECRET_KEY"], token)
+    if pending is None:
+        return render_template("accounts/signup_invalid.html"), 400
+    form = ConfirmForm()
+    if form.validate_on_submit():
+        try:
+            account = service.complete_signup(db.session, pending)
+        except service.AccountError:
+            # The link was used already (or the email got an account since): the holder of
+            # the link owns the mailbox, so saying so reveals nothing to anyone else.
+            return render_template("accounts/signup_done_already.html"), 409
+        sign_in(account)
+        flash("Your account is ready and you are signed in.")
+        return redirect(url_for("home.index"))
+    return render_template("accounts/signup_confirm.html", form=form, email=pending.email)
 
 
 @bp.route("/signin", methods=["GET", "POST"])
@@ -90,8 +137,14 @@ def signin():
     ended = (session.pop(ENDED_KEY, None) or {}).get("why")
     draft_kept = DRAFT_KEY in session
     if form.validate_on_submit():
-        account = service.authenticate(db.session, form.email.data or "", form.password.data or "")
+        email = form.email.data or ""
+        pause = signin_guard.attempt(email)
+        if pause is not None:
+            page = render_template("accounts/signin_paused.html", pause=pause)
+            return page, 429, {"Retry-After": str(pause.retry_after)}
+        account = service.authenticate(db.session, email, form.password.data or "")
         if account is not None:
+            signin_guard.succeeded(email)
             sign_in(account)
             return redirect(next_url)
         form.password.errors = ["Email or password is incorrect."]
@@ -114,12 +167,9 @@ def signout():
 def reset_request():
     form = ResetRequestForm()
     if form.validate_on_submit():
-        email = form.email.data or ""
-        token = service.start_reset(db.session, email)
-        if token is not None:
-            link = url_for("accounts.reset", token=token, _external=True)
-            outbox = current_app.extensions.setdefault("mail_outbox", [])
-            send_reset_link(current_app.config, outbox, email, link)
+        # The lookup, the token and the mail all happen off the request path, so neither
+        # the answer nor its timing tells whether the email has an account.
+        _after_commit(account_mail.send_reset_mail, form.email.data or "")
         return render_template("accounts/reset_sent.html")
     status = 400 if form.errors else 200
     return render_template("accounts/reset_request.html", form=form), status

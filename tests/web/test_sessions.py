@@ -16,7 +16,7 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
-from portal.accounts import service
+from portal.accounts import passwords, service
 from portal.app import create_app
 from portal.db import utcnow
 from portal.extensions import db
@@ -74,7 +74,7 @@ def ana(app: Flask) -> int:
     with app.app_context():
         account, _connection, _ = f.patient_with(db.session, "christin_stiedemann", name="Ana")
         account.email = "ana@example.org"
-        account.password_hash = service._hasher.hash(PASSWORD)
+        account.password_hash = passwords.hash_password(PASSWORD)
         db.session.commit()
         return account.id
 
@@ -140,7 +140,9 @@ def test_production_uses_a_host_prefixed_secure_cookie(database_url: str, tmp_pa
             "SECRET_KEY": "a-production-secret-that-is-long-and-random-0123456789",
             "TOKEN_KEYS": "zJ0h0u2Wn6cJrFQ7pXjWq3sYhE6V5m2r9o0hK8m1l2Q=",
             "WTF_CSRF_ENABLED": False,
-            "MAIL_BACKEND": "outbox",
+            "MAIL_BACKEND": "smtp",
+            "MAIL_SMTP_HOST": "mx.example.org",
+            "MAIL_FROM": "portal@example.org",
         }
     )
     assert prod.config["SESSION_COOKIE_NAME"] == "__Host-portal_session"
@@ -390,7 +392,7 @@ def test_a_form_sent_after_the_timeout_is_kept_as_a_draft(
 def test_a_draft_goes_back_only_to_the_same_person(app: Flask, ana: int, clock: Clock) -> None:
     with app.app_context():
         other = f.make_account(db.session, "Bea", email="bea@example.org")
-        other.password_hash = service._hasher.hash(PASSWORD)
+        other.password_hash = passwords.hash_password(PASSWORD)
         db.session.commit()
     browser = new_browser(app)
     sign_in(browser)

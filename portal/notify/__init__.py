@@ -1,0 +1,1 @@
+"""Notifications to people: plain-text mail through one small interface (portal.notify.mail)."""
