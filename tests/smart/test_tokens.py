@@ -289,7 +289,12 @@ def test_a_401_refreshes_once_even_when_the_token_looked_valid(
 
 
 def test_invalid_grant_asks_to_reconnect_and_keeps_records(
-    factory, ehr, browser: Browser, smart: SmartSettings, live_ehr: LiveEhr
+    factory,
+    ehr,
+    browser: Browser,
+    smart: SmartSettings,
+    live_ehr: LiveEhr,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     connection_id = connected(factory, ehr, browser, live_ehr, smart)
     conn = stored(factory, connection_id)
@@ -313,6 +318,10 @@ def test_invalid_grant_asks_to_reconnect_and_keeps_records(
     with pytest.raises(ReconnectNeeded) as ended:
         access_token(factory, connection_id, settings=smart)
     assert "still here" in ended.value.public_message
+    # The log says what the clinic's IT team needs, and no token.
+    (line,) = [r.getMessage() for r in caplog.records if "refresh of connection" in r.getMessage()]
+    assert f"step=refresh error=invalid_grant http_status=400 ehr={ehr.id} ({ehr.name})" in line
+    assert refresh not in caplog.text
     after = stored(factory, connection_id)
     assert after.status == "reconnect_needed"
     assert after.access_token_enc is None and after.refresh_token_enc is None
