@@ -61,14 +61,24 @@ def connect(page: Page, demo: Demo, clinic: str, username: str, untick: str | No
     expect(page.get_by_role("heading", name="Your health at a glance")).to_be_visible()
 
 
-def test_ehr_launch_from_the_simulator_lands_on_the_summary(demo: Demo, page: Page) -> None:
+def choose_in_simulator(page: Page, demo: Demo, role: str) -> None:
     page.goto(f"{demo.ehr}/launch")
     page.get_by_label("App").select_option("portal")
+    page.get_by_label("Launched by").select_option(label=role)
     page.get_by_label("Patient").select_option(label="Raeann O'Kon (born 1968-10-09)")
     page.get_by_role("button", name="Choose").click()
+
+
+def test_ehr_launch_from_the_simulator_lands_on_the_summary(demo: Demo, page: Page) -> None:
+    choose_in_simulator(page, demo, "The patient, from the EHR's patient portal")
+    # As on a real patient portal, the patient signs in there first, with their own login.
+    expect(page.get_by_role("heading", name="Sign in as Raeann O'Kon first")).to_be_visible()
+    page.get_by_role("link", name="Sign in to the patient portal").click()
+    sign_in_at_ehr(page, "raeann")
+    expect(page.get_by_role("heading", name=re.compile("^Launch My Health Record"))).to_be_visible()
     page.get_by_label("Visit (optional)").select_option(index=1)  # launched from a visit
     page.get_by_role("button", name="Launch").click()
-    # The launch signed the browser in at the EHR; the patient only confirms what to share.
+    # Signed in at the EHR already: the patient only confirms what to share.
     page.get_by_role("button", name="Allow").click()
     expect(page.get_by_role("heading", name="Your health at a glance")).to_be_visible()
     expect(page.get_by_role("status")).to_contain_text("Connected to Riverside General Hospital")
@@ -86,6 +96,18 @@ def test_ehr_launch_from_the_simulator_lands_on_the_summary(demo: Demo, page: Pa
     expect(page.get_by_role("heading", name="Visits")).to_be_visible()
     expect(page.locator(".visit:target")).to_be_in_viewport()  # that visit, not just the list
     screenshot(page, "portal-visit-the-clinic-had-open")
+
+
+def test_a_clinicians_launch_is_told_the_portal_is_for_patients(demo: Demo, page: Page) -> None:
+    choose_in_simulator(page, demo, "A clinician, from the patient's chart")
+    page.get_by_role("button", name="Launch").click()  # in the first clinician's name
+    page.get_by_role("button", name="Allow").click()
+    expect(page.get_by_role("heading", name="This portal is for patients")).to_be_visible()
+    expect(
+        page.get_by_text(re.compile("cannot be opened from a clinician's sign-in"))
+    ).to_be_visible()
+    expect(page.get_by_text(re.compile(r"Reference: [A-Z]{4}-[A-Z]{4}"))).to_be_visible()
+    screenshot(page, "portal-clinician-launch-refused")
 
 
 def test_standalone_two_ehrs_merged_with_sources(demo: Demo, page: Page) -> None:

@@ -89,6 +89,11 @@ def test_launch_simulator_opens_the_app_with_iss_and_launch(demo: Demo, page: Pa
     page.get_by_label("App").select_option(E2E_CLIENT_ID)
     page.get_by_label("Patient").select_option(label="Raeann O'Kon (born 1968-10-09)")
     page.get_by_role("button", name="Choose").click()
+    # From the patient portal: the patient signs in first, then comes back to launch.
+    page.get_by_role("link", name="Sign in to the patient portal").click()
+    page.get_by_label("Username").fill("raeann")
+    page.get_by_label("Password").fill("raeann-demo")
+    page.get_by_role("button", name="Sign in", exact=True).click()
     expect(page.get_by_role("heading", name=re.compile("Launch E2E test app"))).to_be_visible()
     screenshot(page, "sandbox-launch-simulator")
     page.get_by_role("button", name="Launch").click()

@@ -379,16 +379,33 @@ def standalone(
 
 
 def simulate_ehr_launch(
-    live: LiveEhr, browser: Browser, patient: str, encounter: str | None = None
+    live: LiveEhr,
+    browser: Browser,
+    patient: str,
+    encounter: str | None = None,
+    *,
+    clinician: str | None = None,
 ) -> dict[str, str]:
     """Press Launch in the EHR's launch simulator (from one of the patient's visits, when
-    `encounter` names it); returns the launch URL's iss and launch."""
+    `encounter` names it); returns the launch URL's iss and launch.
+
+    As the patient from the EHR's patient portal: the patient signs in there first with
+    their own login. With `clinician` (a Practitioner id, or "any"): from the patient's
+    chart, in that clinician's name.
+    """
+    role = "clinician" if clinician else "portal"
+    if role == "portal":
+        sign_in_at_ehr(live, browser, patient)
     page = browser.http.get(
-        "/launch", params={"app": CLIENT_IDS["public"], "patient": live.patient(patient)}
+        "/launch",
+        params={"app": CLIENT_IDS["public"], "patient": live.patient(patient), "role": role},
     )
     assert page.status_code == 200
-    data = form_with(page.text, "encounter").data()
+    form = form_with(page.text, "encounter")
+    data = form.data()
     data["need_patient_banner"] = "1"
+    if clinician:
+        data["clinician"] = form.selects["clinician"][0] if clinician == "any" else clinician
     if encounter is not None:
         data["encounter"] = encounter
     opened = browser.http.post("/launch", data=data)

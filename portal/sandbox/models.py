@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -45,6 +46,50 @@ class PatientUser(SandboxBase):
     @property
     def fhir_user(self) -> str:
         return f"Patient/{self.patient_id}"
+
+    @property
+    def subject(self) -> str:
+        """The id_token `sub` of this login."""
+        return str(self.id)
+
+    @property
+    def record_owner(self) -> PatientUser:
+        return self
+
+    @property
+    def practitioner_id(self) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class Clinician:
+    """A clinician working in the EHR with a patient's chart open (the launch simulator's
+    clinician role; the sandbox has no clinician logins). Authorizes like a patient login
+    does, but the id_token names the clinician's Practitioner; codes and tokens keep the
+    chart's patient as record owner."""
+
+    practitioner_id: str
+    display_name: str
+    chart: PatientUser  # the login of the patient whose chart is open
+
+    def get_user_id(self) -> int:
+        return self.chart.id
+
+    @property
+    def fhir_user(self) -> str:
+        return f"Practitioner/{self.practitioner_id}"
+
+    @property
+    def subject(self) -> str:
+        return f"practitioner-{self.practitioner_id}"
+
+    @property
+    def record_owner(self) -> PatientUser:
+        return self.chart
+
+    @property
+    def patient_id(self) -> str:
+        return self.chart.patient_id
 
 
 class Client(SandboxBase):
@@ -120,6 +165,9 @@ class LaunchContext(SandboxBase):
     encounter_id: Mapped[str | None] = mapped_column(sa.String(64))
     need_patient_banner: Mapped[bool] = mapped_column(default=True)
     smart_style_url: Mapped[str | None] = mapped_column(sa.String(500))
+    # Who launched: a clinician (their Practitioner id) from the patient's chart, or (None)
+    # the patient `user_id` from the patient portal.
+    practitioner_id: Mapped[str | None] = mapped_column(sa.String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
 
@@ -143,6 +191,7 @@ class AuthorizationCode(SandboxBase):
     encounter_id: Mapped[str | None] = mapped_column(sa.String(64))
     need_patient_banner: Mapped[bool] = mapped_column(default=True)
     smart_style_url: Mapped[str | None] = mapped_column(sa.String(500))
+    practitioner_id: Mapped[str | None] = mapped_column(sa.String(64))  # a clinician's grant
     auth_time: Mapped[int] = mapped_column(default=lambda: int(time.time()))
     expires_at: Mapped[datetime]
 
@@ -186,6 +235,7 @@ class Token(SandboxBase):
     encounter_id: Mapped[str | None] = mapped_column(sa.String(64))
     need_patient_banner: Mapped[bool] = mapped_column(default=True)
     smart_style_url: Mapped[str | None] = mapped_column(sa.String(500))
+    practitioner_id: Mapped[str | None] = mapped_column(sa.String(64))  # a clinician's grant
 
     user: Mapped[PatientUser] = relationship(lazy="joined")
 

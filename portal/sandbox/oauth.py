@@ -48,6 +48,8 @@ from portal.sandbox.db import sdb
 from portal.sandbox.models import (
     AuthorizationCode,
     Client,
+    Clinician,
+    FhirResource,
     LaunchContext,
     PatientUser,
     Token,
@@ -129,11 +131,12 @@ def query_client(client_id: str) -> Client | None:
 
 def save_token(token: dict[str, Any], request: OAuth2Request) -> None:
     """Store the digests of a newly issued token with the launch context it carries."""
-    user: PatientUser = request.user
+    user: PatientUser | Clinician = request.user
     source: AuthorizationCode | Token = request.authorization_code or request.refresh_token
     row = Token(
         client_id=request.client.client_id,
-        user_id=user.id,
+        user_id=user.record_owner.id,
+        practitioner_id=user.practitioner_id,
         access_token_hash=secret_hash(token["access_token"]),
         refresh_token_hash=(
             secret_hash(token["refresh_token"]) if token.get("refresh_token") else None
@@ -195,14 +198,15 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = TOKEN_AUTH_METHODS
 
     def save_authorization_code(self, code: str, request: OAuth2Request) -> None:
-        user: PatientUser = request.user
+        user: PatientUser | Clinician = request.user
         launch: LaunchContext | None = getattr(request, "smart_launch", None)
         data = request.payload.data
         config = current_app.config
         item = AuthorizationCode(
             code_hash=secret_hash(code),
             client_id=request.client.client_id,
-            user_id=user.id,
+            user_id=user.record_owner.id,
+            practitioner_id=user.practitioner_id,
             redirect_uri=request.payload.redirect_uri,
             scope=consented_scope(request),
             nonce=data.get("nonce"),
@@ -237,8 +241,36 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         if deleted.rowcount != 1:  # type: ignore[attr-defined]  # CursorResult has rowcount
             raise InvalidGrantError("Invalid 'code' in request.")
 
-    def authenticate_user(self, authorization_code: AuthorizationCode) -> PatientUser:
-        return authorization_code.user
+    def authenticate_user(self, authorization_code: AuthorizationCode) -> PatientUser | Clinician:
+        return acting_user(authorization_code.user, authorization_code.practitioner_id)
+
+
+def acting_user(user: PatientUser, practitioner_id: str | None) -> PatientUser | Clinician:
+    """Who authorized a grant: the patient, or the clinician who had their chart open."""
+    if practitioner_id is None:
+        return user
+    return Clinician(practitioner_id, practitioner_name(practitioner_id), user)
+
+
+def practitioner_name(practitioner_id: str) -> str:
+    """The clinician's name from their Practitioner resource."""
+    content = sdb.session.scalar(
+        sa.select(FhirResource.content).where(
+            FhirResource.resource_type == "Practitioner",
+            FhirResource.resource_id == practitioner_id,
+        )
+    )
+    return person_name(content or {}) or f"Practitioner {practitioner_id}"
+
+
+def person_name(resource: dict[str, Any]) -> str:
+    """`Prefix Given Family` from the official (else first) HumanName of a resource."""
+    names = resource.get("name") or []
+    name = next((n for n in names if n.get("use") == "official"), names[0] if names else {})
+    if name.get("text"):
+        return str(name["text"])
+    parts = [*name.get("prefix", []), *name.get("given", []), name.get("family", "")]
+    return " ".join(p for p in parts if p)
 
 
 def consented_scope(request: OAuth2Request) -> str:
@@ -352,9 +384,9 @@ class SmartOpenIDCode(OpenIDCode):
     def get_client_claims(self, client: Client) -> dict[str, Any]:
         return {"iss": fhir_base(), "aud": client.client_id}
 
-    def generate_user_info(self, user: PatientUser, scope: str) -> dict[str, Any]:
+    def generate_user_info(self, user: PatientUser | Clinician, scope: str) -> dict[str, Any]:
         scopes = scope.split()
-        info: dict[str, Any] = {"sub": str(user.id)}
+        info: dict[str, Any] = {"sub": user.subject}
         if "fhirUser" in scopes:
             info["fhirUser"] = f"{fhir_base()}/{user.fhir_user}"
         if "profile" in scopes:
@@ -379,8 +411,8 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
             )
         )
 
-    def authenticate_user(self, refresh_token: Token) -> PatientUser:
-        return refresh_token.user
+    def authenticate_user(self, refresh_token: Token) -> PatientUser | Clinician:
+        return acting_user(refresh_token.user, refresh_token.practitioner_id)
 
     def revoke_old_credential(self, refresh_token: Token) -> None:
         # Atomic: of two concurrent refreshes with one token, only one succeeds.
@@ -522,7 +554,7 @@ class Introspection(IntrospectionEndpoint):
             "active": True,
             "scope": row.scope,
             "client_id": row.client_id,
-            "sub": str(row.user_id),
+            "sub": acting_user(row.user, row.practitioner_id).subject,
             "iss": fhir_base(),
             "iat": row.issued_at,
         }

@@ -15,7 +15,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from portal.smart.errors import DiscoveryError
+from portal.smart.errors import DiscoveryError, DiscoveryRefused, DiscoveryUnavailable
 from portal.smart.settings import SmartSettings, resolve
 
 log = logging.getLogger(__name__)
@@ -147,17 +147,22 @@ def get_json(url: str, settings: SmartSettings) -> dict[str, Any]:
             else:
                 raise DiscoveryError(f"{url}: too many redirects")
     except httpx.HTTPError as exc:
-        raise DiscoveryError(f"{url} could not be fetched ({type(exc).__name__})") from exc
-    if response.status_code != 200:
-        raise DiscoveryError(f"{url} answered HTTP {response.status_code}")
+        raise DiscoveryUnavailable(f"{url} could not be fetched ({type(exc).__name__})") from exc
+    status = response.status_code
+    if status >= 500 or status == 429:
+        raise DiscoveryUnavailable(f"{url} answered HTTP {status}", http_status=status)
+    if 400 <= status < 500:
+        raise DiscoveryRefused(f"{url} answered HTTP {status}", http_status=status)
+    if status != 200:
+        raise DiscoveryError(f"{url} answered HTTP {status}", http_status=status)
     if len(response.content) > MAX_DOCUMENT_BYTES:
-        raise DiscoveryError(f"{url} is too large")
+        raise DiscoveryError(f"{url} is too large", http_status=status)
     try:
         body = response.json()
     except ValueError as exc:
-        raise DiscoveryError(f"{url} is not JSON") from exc
+        raise DiscoveryError(f"{url} is not JSON", http_status=status) from exc
     if not isinstance(body, dict):
-        raise DiscoveryError(f"{url} is not a JSON object")
+        raise DiscoveryError(f"{url} is not a JSON object", http_status=status)
     return body
 
 

@@ -18,12 +18,13 @@ from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
 
 from portal.smart.discovery import SmartConfiguration, jwks
-from portal.smart.errors import IdTokenError
+from portal.smart.errors import ClinicianSignIn, IdTokenError
 from portal.smart.settings import SmartSettings
 
 ALLOWED_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384"]
 LEEWAY = 60  # seconds of clock skew tolerated on exp and iat
 PATIENT_FACING_USERS = ("Patient", "RelatedPerson", "Person")
+CLINICIAN_USERS = ("Practitioner", "PractitionerRole")
 
 
 def validate_id_token(
@@ -59,9 +60,12 @@ def validate_id_token(
     if not isinstance(claims.get("sub"), str) or not claims["sub"]:
         raise IdTokenError("id_token has no sub")
     fhir_user = claims.get("fhirUser")
-    if fhir_user is not None and (
-        not isinstance(fhir_user, str) or fhir_user_type(fhir_user) not in PATIENT_FACING_USERS
-    ):
+    if fhir_user is None:
+        return claims
+    kind = fhir_user_type(fhir_user) if isinstance(fhir_user, str) else None
+    if kind in CLINICIAN_USERS:
+        raise ClinicianSignIn(f"fhirUser is a {kind}: a clinician's launch")
+    if kind not in PATIENT_FACING_USERS:
         raise IdTokenError(
             "fhirUser is not a Patient, RelatedPerson or Person",
             public_message="This portal is for patients and the people they share with; "

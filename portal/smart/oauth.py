@@ -14,6 +14,8 @@ import re
 import secrets
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,11 +33,14 @@ from portal.smart import scopes
 from portal.smart.crypto import digest
 from portal.smart.discovery import SmartConfiguration, discover
 from portal.smart.errors import (
-    AuthorizationDenied,
     ConfigurationError,
     EhrUnavailable,
+    SignInUnavailable,
+    SmartError,
     StateError,
+    Step,
     TokenError,
+    oauth_failure,
 )
 from portal.smart.fhir import FHIR_ID
 from portal.smart.idtoken import validate_id_token
@@ -159,6 +164,24 @@ def begin(
     if not browser_binding:
         raise ValueError("a browser binding is required")
     settings = resolve(settings)
+    try:
+        return _begin(
+            session, ehr, kind, launch, account_id, redirect_uri, browser_binding, settings
+        )
+    except SmartError as exc:
+        raise exc.at(ehr.id, ehr.name) from None
+
+
+def _begin(
+    session: Session,
+    ehr: EhrServer,
+    kind: str,
+    launch: str | None,
+    account_id: int | None,
+    redirect_uri: str,
+    browser_binding: str,
+    settings: SmartSettings,
+) -> str:
     config = discover(ehr.fhir_base, settings=settings)
     scope = scopes.requested_scope(list(config.capabilities), ehr_launch=kind == "ehr-launch")
     state = secrets.token_urlsafe(32)  # 256 bits
@@ -229,19 +252,26 @@ def complete(
     ehr = session.get(EhrServer, tx.ehr_server_id)
     if ehr is None:
         raise StateError("the EHR of this transaction is no longer registered")
-    if error:
-        raise AuthorizationDenied(error, error_description)
-    if not code:
-        raise TokenError("callback without code or error")
-    config = discover(ehr.fhir_base, settings=settings)
-    if iss is not None and iss not in (config.issuer, ehr.fhir_base):
-        # RFC 9207: the callback names the issuer; a different one is a mix-up attack.
-        raise TokenError("callback iss is not the EHR this transaction was started with")
-    verifier = settings.cipher.decrypt(tx.code_verifier_enc)
-    token = _exchange(
-        ehr, config, settings, code=code, verifier=verifier, redirect_uri=redirect_uri
-    )
-    result = _result(ehr, tx, config, settings, token)
+    try:
+        if error:
+            # The description is the EHR's (or a forger's) free text: neither shown nor logged.
+            raise oauth_failure(Step.AUTHORIZE, error, detail="the EHR answered with an error")
+        if not code:
+            raise TokenError("callback without code or error", step=Step.AUTHORIZE)
+        config = discover(ehr.fhir_base, settings=settings)
+        if iss is not None and iss not in (config.issuer, ehr.fhir_base):
+            # RFC 9207: the callback names the issuer; a different one is a mix-up attack.
+            raise TokenError(
+                "callback iss is not the EHR this transaction was started with",
+                step=Step.AUTHORIZE,
+            )
+        verifier = settings.cipher.decrypt(tx.code_verifier_enc)
+        token = _exchange(
+            ehr, config, settings, code=code, verifier=verifier, redirect_uri=redirect_uri
+        )
+        result = _result(ehr, tx, config, settings, token)
+    except SmartError as exc:
+        raise exc.at(ehr.id, ehr.name) from None
     log.info("authorization completed for EHR %s", ehr.id)
     return result
 
@@ -291,7 +321,8 @@ def _exchange(
 ) -> dict[str, Any]:
     """POST grant_type=authorization_code to this EHR's token endpoint, at once."""
     with oauth_client(ehr, config, settings, redirect_uri=redirect_uri) as client:
-        try:
+        answer = _TokenAnswer.watch(client)
+        with answer.failures(Step.TOKEN):
             token = client.fetch_token(
                 config.token_endpoint,
                 grant_type="authorization_code",
@@ -299,18 +330,72 @@ def _exchange(
                 redirect_uri=redirect_uri,
                 code_verifier=verifier,
             )
+    result = dict(token)
+    try:
+        check_token_response(result)
+    except TokenError as exc:
+        exc.http_status = answer.status
+        raise
+    return result
+
+
+def _error_code(response: httpx.Response) -> Any:
+    """The OAuth `error` of an error answer authlib did not parse (it stops at a 5xx)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body.get("error") if isinstance(body, dict) else None
+
+
+class _TokenAnswer:
+    """The HTTP status of the token endpoint's answer (authlib's compliance hook sees every
+    response), and the SmartError each way the call can fail stands for."""
+
+    def __init__(self) -> None:
+        self.status: int | None = None
+
+    @classmethod
+    def watch(cls, client: OAuth2Client) -> _TokenAnswer:
+        answer = cls()
+        client.register_compliance_hook("access_token_response", answer.seen)
+        client.register_compliance_hook("refresh_token_response", answer.seen)
+        return answer
+
+    def seen(self, response: httpx.Response) -> httpx.Response:
+        self.status = response.status_code
+        return response
+
+    @contextmanager
+    def failures(self, step: Step) -> Iterator[None]:
+        """Turn authlib's and httpx's exceptions into SmartErrors that say what they mean."""
+        try:
+            yield
         except OAuthError as exc:
-            raise TokenError(f"token endpoint refused the code ({_code(exc)})") from None
-        except httpx.HTTPError as exc:
-            raise EhrUnavailable(f"token endpoint failed ({type(exc).__name__})") from None
+            raise oauth_failure(
+                step,
+                getattr(exc, "error", None),
+                http_status=self.status,
+                detail="the token endpoint refused the request",
+            ) from None
+        except httpx.HTTPStatusError as exc:  # a 5xx, or an error page that is not JSON
+            raise oauth_failure(
+                step,
+                _error_code(exc.response),
+                http_status=exc.response.status_code,
+                detail="the token endpoint failed",
+            ) from None
+        except httpx.HTTPError as exc:  # timeout, refused connection, broken answer
+            unavailable = EhrUnavailable if step is Step.REFRESH else SignInUnavailable
+            raise unavailable(
+                f"the token endpoint could not be reached ({type(exc).__name__})", step=step
+            ) from None
         except ValueError:
-            raise TokenError("token endpoint answered something that is not JSON") from None
-    return dict(token)
-
-
-def _code(exc: OAuthError) -> str:
-    error = str(getattr(exc, "error", "") or "error")
-    return error if error.replace("_", "").isalnum() else "error"
+            raise TokenError(
+                "the token endpoint answered something that is not JSON",
+                step=step,
+                http_status=self.status,
+            ) from None
 
 
 def _result(
@@ -320,12 +405,9 @@ def _result(
     settings: SmartSettings,
     token: dict[str, Any],
 ) -> LaunchResult:
-    check_token_response(token)
-    patient = token.get("patient")
-    if not isinstance(patient, str) or not patient:
-        raise TokenError("token response has no patient")
     claims: dict[str, Any] = {}
     if token.get("id_token"):
+        # First: a clinician's launch has no `patient` (or the chart's), and must be told so.
         claims = validate_id_token(
             str(token["id_token"]),
             config=config,
@@ -333,6 +415,9 @@ def _result(
             nonce=tx.nonce,
             settings=settings,
         )
+    patient = token.get("patient")
+    if not isinstance(patient, str) or not patient:
+        raise TokenError("token response has no patient")
     style = token.get("smart_style_url")
     encounter = token.get("encounter")
     return LaunchResult(
@@ -355,24 +440,26 @@ def _result(
     )
 
 
-def check_token_response(token: dict[str, Any], *, require_scope: bool = True) -> None:
+def check_token_response(
+    token: dict[str, Any], *, require_scope: bool = True, step: Step = Step.TOKEN
+) -> None:
     """access_token, token_type Bearer and (for a code exchange) scope are required."""
     if not isinstance(token.get("access_token"), str) or not token["access_token"]:
-        raise TokenError("token response has no access_token")
+        raise TokenError("token response has no access_token", step=step)
     if str(token.get("token_type", "")).lower() != "bearer":
-        raise TokenError("token response is not a Bearer token")
+        raise TokenError("token response is not a Bearer token", step=step)
     if require_scope and (not isinstance(token.get("scope"), str) or not token["scope"].strip()):
-        raise TokenError("token response has no scope")
+        raise TokenError("token response has no scope", step=step)
 
 
-def expiry(token: dict[str, Any]) -> datetime | None:
+def expiry(token: dict[str, Any], now: datetime | None = None) -> datetime | None:
     """When the access token expires, from expires_in (None when the EHR does not say)."""
     value = token.get("expires_in")
     try:
         seconds = int(value) if value is not None else None
     except (TypeError, ValueError):
         return None
-    return None if seconds is None else utcnow() + timedelta(seconds=seconds)
+    return None if seconds is None else (now or utcnow()) + timedelta(seconds=seconds)
 
 
 def _optional_str(value: Any) -> str | None:
@@ -473,13 +560,19 @@ class PrivateKeyJwt:
 def refresh_grant(
     ehr: EhrServer, refresh_token: str, *, settings: SmartSettings | None = None
 ) -> dict[str, Any]:
-    """grant_type=refresh_token at the EHR's token endpoint; OAuthError propagates."""
+    """grant_type=refresh_token at the EHR's token endpoint, or a SmartError naming the EHR
+    (its `oauth_error` is `invalid_grant` when the EHR no longer accepts the grant)."""
     settings = resolve(settings)
-    config = discover(ehr.fhir_base, settings=settings)
-    with oauth_client(ehr, config, settings) as client:
-        token = client.refresh_token(config.token_endpoint, refresh_token=refresh_token)
-    result = dict(token)
-    check_token_response(result, require_scope=False)
+    try:
+        config = discover(ehr.fhir_base, settings=settings)
+        with oauth_client(ehr, config, settings) as client:
+            answer = _TokenAnswer.watch(client)
+            with answer.failures(Step.REFRESH):
+                token = client.refresh_token(config.token_endpoint, refresh_token=refresh_token)
+        result = dict(token)
+        check_token_response(result, require_scope=False, step=Step.REFRESH)
+    except SmartError as exc:
+        raise exc.at(ehr.id, ehr.name) from None
     return result
 
 

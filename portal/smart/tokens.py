@@ -17,7 +17,6 @@ from typing import Any
 
 import httpx
 import sqlalchemy as sa
-from authlib.integrations.base_client import OAuthError
 from sqlalchemy.orm import Session, sessionmaker
 
 from portal.db import transaction, utcnow
@@ -29,6 +28,7 @@ from portal.smart.errors import (
     NotConnected,
     ReconnectNeeded,
     SmartError,
+    Step,
     TokenError,
 )
 from portal.smart.oauth import LaunchResult, expiry, refresh_grant, revoke
@@ -120,8 +120,9 @@ def connect(
             account_id=account.id, ehr_server_id=result.ehr_id, patient_id=result.patient
         )
         session.add(connection)
-    else:
-        connection.updated_at = now
+    # updated_at is when the tokens were stored: with token_expires_at it gives the access
+    # token's lifetime, which sets how early it is refreshed (refresh_at).
+    connection.updated_at = now
     connection.fhir_user = result.fhir_user
     connection.subject = result.sub
     connection.status = "active"
@@ -147,9 +148,29 @@ def connect(
 class AccessToken:
     value: str
     expires_at: datetime | None
+    refresh_at: datetime | None = None  # when it is due for a refresh (None: not before a 401)
 
     def __repr__(self) -> str:
         return f"AccessToken(expires_at={self.expires_at!r})"
+
+
+def refresh_at(
+    expires_at: datetime | None, issued_at: datetime | None, settings: SmartSettings
+) -> datetime | None:
+    """When an access token is due for a refresh: `refresh_margin` before it expires, or a
+    quarter of its lifetime when that is shorter, so a token just received is always used
+    first (a 60-second token is refreshed after 45 seconds, not at once)."""
+    if expires_at is None:
+        return None  # the EHR did not say; a 401 will tell
+    margin = timedelta(seconds=settings.refresh_margin)
+    if issued_at is not None and issued_at < expires_at:
+        margin = min(margin, (expires_at - issued_at) / 4)
+    return expires_at - margin
+
+
+def _refresh_at(conn: EhrConnection, settings: SmartSettings) -> datetime | None:
+    # connect() and a refresh set updated_at when they store the tokens.
+    return refresh_at(conn.token_expires_at, conn.updated_at or conn.created_at, settings)
 
 
 def access_token(
@@ -185,16 +206,13 @@ def current_token(
             conn = _load(session, connection_id)
             token = cipher.decrypt(conn.access_token_enc) if conn.access_token_enc else None
             expires_at = conn.token_expires_at
+            due = _refresh_at(conn, settings)
             fresh = token is not None and token != stale
             # Another worker refreshed while we waited: its token is ours too while it lasts
             # (refreshing again would only spend the new refresh token for nothing).
             replaced = first_seen is not None and token != first_seen
             first_seen = first_seen if first_seen is not None else (token or "")
-            if (
-                fresh
-                and (replaced or not _expires_soon(expires_at, settings))
-                and not _expired(expires_at)
-            ):
+            if fresh and (replaced or not _due(due)) and not _expired(expires_at):
                 usable = True
             elif conn.refresh_token_enc is None:
                 # No refresh token: use the access token while it lasts, then reconnect.
@@ -208,7 +226,7 @@ def current_token(
             ehr = conn.server
         if usable:
             assert token is not None
-            return AccessToken(token, expires_at)
+            return AccessToken(token, expires_at, due)
         if seen_refresh is None:
             raise ReconnectNeeded(f"connection {connection_id} has no usable token")
         if claimed:
@@ -227,10 +245,8 @@ def _load(session: Session, connection_id: int) -> EhrConnection:
     return conn
 
 
-def _expires_soon(expires_at: datetime | None, settings: SmartSettings) -> bool:
-    if expires_at is None:
-        return False  # the EHR did not say; a 401 will tell
-    return expires_at - utcnow() < timedelta(seconds=settings.refresh_margin)
+def _due(refresh_at: datetime | None) -> bool:
+    return refresh_at is not None and refresh_at <= utcnow()
 
 
 def _expired(expires_at: datetime | None) -> bool:
@@ -273,20 +289,27 @@ def _refresh(
     try:
         refresh_token = cipher.decrypt(seen_refresh)
         token = refresh_grant(ehr, refresh_token, settings=settings)
-    except OAuthError as exc:
-        if getattr(exc, "error", None) == "invalid_grant":
+    except SmartError as exc:
+        # What the clinic's IT team needs: step, OAuth error code, HTTP status, EHR.
+        log.warning("refresh of connection %s failed: %s", connection_id, exc.log_fields())
+        if exc.oauth_error == "invalid_grant":
             with transaction(session_factory) as session:
                 conn = session.get(EhrConnection, connection_id)
                 if conn is not None and conn.refresh_token_enc == seen_refresh:
                     _mark_reconnect(session, conn, "the EHR refused the refresh token")
-            raise ReconnectNeeded(f"connection {connection_id}: refresh refused") from None
+            raise ReconnectNeeded(
+                f"connection {connection_id}: refresh refused",
+                step=Step.REFRESH,
+                oauth_error=exc.oauth_error,
+                http_status=exc.http_status,
+            ).at(ehr.id, ehr.name) from None
         _release(session_factory, connection_id)
-        raise TokenError(f"refresh of connection {connection_id} refused") from None
-    except (httpx.HTTPError, ValueError, TokenKeyError, SmartError) as exc:
+        raise
+    except (httpx.HTTPError, ValueError, TokenKeyError):
         _release(session_factory, connection_id)
-        if isinstance(exc, SmartError):
-            raise
-        raise EhrUnavailable(f"refresh of connection {connection_id} failed") from None
+        raise EhrUnavailable(
+            f"refresh of connection {connection_id} failed", step=Step.REFRESH
+        ) from None
     except BaseException:
         _release(session_factory, connection_id)
         raise
@@ -302,11 +325,12 @@ def _store_refreshed(
 ) -> AccessToken:
     cipher = settings.cipher
     new_refresh = token.get("refresh_token")
+    now = utcnow()
     values: dict[str, Any] = {
         "access_token_enc": cipher.encrypt(token["access_token"]),
-        "token_expires_at": expiry(token),
+        "token_expires_at": expiry(token, now),
         "refresh_lock_until": None,
-        "updated_at": utcnow(),
+        "updated_at": now,  # with token_expires_at: the new token's lifetime (refresh_at)
     }
     if isinstance(new_refresh, str) and new_refresh:
         values["refresh_token_enc"] = cipher.encrypt(new_refresh)
@@ -335,7 +359,8 @@ def _store_refreshed(
     if stored != 1:
         raise NotConnected(f"connection {connection_id} changed during refresh")
     log.info("connection %s refreshed", connection_id)
-    return AccessToken(token["access_token"], values["token_expires_at"])
+    expires_at = values["token_expires_at"]
+    return AccessToken(token["access_token"], expires_at, refresh_at(expires_at, now, settings))
 
 
 def _release(session_factory: sessionmaker[Session], connection_id: int) -> None:
@@ -377,19 +402,19 @@ class TokenSource:
     def prime(self, conn: EhrConnection) -> None:
         """Start with the access token of a connection row just read, if it lasts (saves a
         transaction before the first request); otherwise `get` reads or refreshes it."""
-        expires_at = conn.token_expires_at
-        if not conn.access_token_enc or _expires_soon(expires_at, self.settings):
+        due = _refresh_at(conn, self.settings)
+        if not conn.access_token_enc or _due(due):
             return
         try:
             token = self.settings.cipher.decrypt(conn.access_token_enc)
         except TokenKeyError:
             return  # `get` meets it again and the sync reports it
         with self._lock:
-            self._token = AccessToken(token, expires_at)
+            self._token = AccessToken(token, conn.token_expires_at, due)
 
     def get(self) -> str:
         with self._lock:
-            if self._token is None or _expires_soon(self._token.expires_at, self.settings):
+            if self._token is None or _due(self._token.refresh_at):
                 self._token = current_token(
                     self.session_factory, self.connection_id, settings=self.settings
                 )

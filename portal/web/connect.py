@@ -29,7 +29,7 @@ from portal.models import Account, EhrConnection, EhrServer, SessionKind
 from portal.phr.access import Action
 from portal.registry import find_ehr
 from portal.smart import style
-from portal.smart.errors import SmartError
+from portal.smart.errors import SmartError, failure_reference
 from portal.smart.oauth import begin, complete, new_browser_binding
 from portal.smart.tokens import connect, disconnect, find_or_create_account_for_launch
 from portal.sync import status as sync_status
@@ -64,8 +64,19 @@ def _redirect_uri() -> str:
     return str(current_app.config["PUBLIC_URL"]).rstrip("/") + "/oauth/callback"
 
 
-def _problem(title: str, message: str, status: int):
-    return render_template("connect/problem.html", title=title, message=message), status
+def _problem(title: str, message: str, status: int, reference: str | None = None):
+    page = render_template(
+        "connect/problem.html", title=title, message=message, reference=reference
+    )
+    return page, status
+
+
+def _failed(exc: SmartError, what: str):
+    """The page for a failed connection, with a reference the clinic's IT team can find in
+    the log line next to the step, OAuth error code, HTTP status and EHR (never a secret)."""
+    reference = failure_reference()
+    current_app.logger.warning("%s [ref %s]: %s", what, reference, exc.log_fields())
+    return _problem(exc.public_title, exc.public_message, exc.status, reference)
 
 
 @bp.get("/launch")
@@ -122,8 +133,7 @@ def _authorize(
             browser_binding=_binding(),
         )
     except SmartError as exc:
-        current_app.logger.warning("authorization not started for EHR %s: %s", ehr.id, exc)
-        return _problem("We could not reach your clinic", exc.public_message, exc.status)
+        return _failed(exc.at(ehr.id, ehr.name), "authorization not started")
     return redirect(url)
 
 
@@ -143,8 +153,7 @@ def callback():
             iss=args.get("iss"),
         )
     except SmartError as exc:
-        current_app.logger.info("callback refused: %s", type(exc).__name__)
-        return _problem("Your clinic was not connected", exc.public_message, exc.status)
+        return _failed(exc, "connecting failed")
     ehr = db.session.get(EhrServer, result.ehr_id)
     assert ehr is not None  # complete() checked it
     if result.kind == "ehr-launch":

@@ -8,7 +8,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from portal.db import transaction
-from portal.sandbox.db import sdb
+from portal.sandbox.db import sandbox_engine, sdb
 from portal.sandbox.models import Client, FhirResource, PatientUser
 from portal.sandbox.setup import (
     CLIENTS_FILE,
@@ -135,3 +135,26 @@ def test_writes_survive_a_restart(instance_dir: Path) -> None:
     assert read.status_code == 200
     assert read.json["valueQuantity"]["value"] == 21.5
     sdb.engine(restarted).dispose()
+
+
+def test_a_store_from_an_older_sandbox_is_made_anew(tmp_path: Path) -> None:
+    """The sandbox has no migrations: a store whose tables lack a column is recreated."""
+    url = f"sqlite:///{tmp_path / 'old-sandbox.db'}"
+    old = sa.create_engine(url)
+    with old.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE sb_launch (id VARCHAR(64) PRIMARY KEY)"))
+        conn.execute(sa.text("INSERT INTO sb_launch (id) VALUES ('from-the-old-version')"))
+    old.dispose()
+    engine = sandbox_engine(url)
+    columns = {c["name"] for c in sa.inspect(engine).get_columns("sb_launch")}
+    assert "practitioner_id" in columns
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM sb_launch")).scalar() == 0
+    again = sandbox_engine(url)  # an up-to-date store is kept as it is
+    with again.begin() as conn:
+        conn.execute(sa.text("INSERT INTO sb_fault (name, value) VALUES ('kept', 1)"))
+    kept = sandbox_engine(url)
+    with kept.connect() as conn:
+        assert conn.execute(sa.text("SELECT name FROM sb_fault")).all() == [("kept",)]
+    for e in (engine, again, kept):
+        e.dispose()

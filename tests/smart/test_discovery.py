@@ -120,7 +120,8 @@ def test_unreachable_ehr_is_a_discovery_error() -> None:
     settings, _ = fake_ehr(down)
     with pytest.raises(DiscoveryError) as failed:
         discover(BASE, settings=settings)
-    assert "try again later" in failed.value.public_message
+    assert "try again in a few minutes" in failed.value.public_message
+    assert failed.value.status == 503
 
 
 def test_configuration_is_cached_for_a_bounded_time() -> None:

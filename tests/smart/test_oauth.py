@@ -17,7 +17,7 @@ from portal.db import transaction, utcnow
 from portal.models import Account, EhrConnection, EhrServer, OAuthTransaction
 from portal.sandbox.models import FhirResource
 from portal.smart.crypto import digest
-from portal.smart.errors import AuthorizationDenied, StateError, TokenError
+from portal.smart.errors import AuthorizationDenied, ClinicianSignIn, StateError, TokenError
 from portal.smart.oauth import ContextItem, begin, complete, launch_context
 from portal.smart.settings import SmartSettings
 from portal.smart.tokens import connect, find_or_create_account_for_launch
@@ -158,6 +158,19 @@ def test_ehr_launch_end_to_end_identity_from_the_token(
             assert connection.patient_id == patient and connection.subject == result.sub
     assert accounts[0] == accounts[1]
     assert rows(factory, sa.select(sa.func.count()).select_from(Account)) == [(1,)]
+
+
+def test_a_clinicians_launch_from_the_sandbox_is_refused_in_words(
+    factory, ehr: EhrServer, browser: Browser, smart: SmartSettings, live_ehr: LiveEhr
+) -> None:
+    launched = simulate_ehr_launch(live_ehr, browser, "arron_schamberger", clinician="any")
+    url = start(factory, ehr, browser, smart, kind="ehr-launch", launch=launched["launch"])
+    with pytest.raises(ClinicianSignIn) as refused:
+        finish(factory, smart, consent_to(browser, url), browser.binding)
+    assert refused.value.status == 403
+    assert refused.value.ehr_id == ehr.id
+    assert f"clinician's sign-in at {ehr.name}" in refused.value.public_message
+    assert rows(factory, sa.select(sa.func.count()).select_from(EhrConnection)) == [(0,)]
 
 
 def test_ehr_launch_from_a_visit_keeps_what_the_ehr_had_open(

@@ -14,16 +14,22 @@ from datetime import timedelta
 import httpx
 import pytest
 import sqlalchemy as sa
-from authlib.integrations.base_client import OAuthError
 from cryptography.fernet import Fernet
 
 from portal.db import transaction, utcnow
-from portal.models import EhrConnection, FhirRecord
+from portal.models import EhrConnection, FhirRecord, SyncRun
 from portal.smart.crypto import TokenCipher, TokenKeyError
-from portal.smart.errors import NotConnected, ReconnectNeeded
+from portal.smart.errors import NotConnected, ReconnectNeeded, TokenError
 from portal.smart.oauth import refresh_grant, revoke
 from portal.smart.settings import SmartSettings
-from portal.smart.tokens import TokenSource, access_token, disconnect, rotate_encryption
+from portal.smart.tokens import (
+    TokenSource,
+    access_token,
+    disconnect,
+    refresh_at,
+    rotate_encryption,
+)
+from portal.sync.engine import SyncSettings, enqueue, run
 from tests.live import (
     Browser,
     LiveEhr,
@@ -68,10 +74,19 @@ def refreshes(recorder: Recorder) -> list[httpx.Request]:
 
 @pytest.fixture
 def short_lived(live_ehr: LiveEhr):
-    """The next token the sandbox issues expires after 2 seconds."""
-    live_ehr.set_fault("token_lifetime", 2, remaining=1)
+    """The next token the sandbox issues expires after 60 seconds."""
+    live_ehr.set_fault("token_lifetime", 60, remaining=1)
     yield
     live_ehr.clear_faults()
+
+
+def time_passes(factory, connection_id: int, seconds: int) -> None:
+    """As if the stored tokens had been received `seconds` earlier."""
+    with transaction(factory) as session:
+        conn = session.get(EhrConnection, connection_id)
+        assert conn is not None and conn.updated_at and conn.token_expires_at
+        conn.updated_at -= timedelta(seconds=seconds)
+        conn.token_expires_at -= timedelta(seconds=seconds)
 
 
 def test_tokens_are_encrypted_at_rest(
@@ -117,6 +132,7 @@ def test_a_token_source_is_not_primed_with_a_token_about_to_expire(
     short_lived,
 ) -> None:
     connection_id = connected(factory, ehr, browser, live_ehr, smart)
+    time_passes(factory, connection_id, 50)  # 10 of its 60 seconds are left
     conn = stored(factory, connection_id)
     source = TokenSource(factory, connection_id, smart)
     source.prime(conn)
@@ -136,8 +152,9 @@ def test_token_expiring_soon_is_refreshed_first_and_rotated(
     connection_id = connected(factory, ehr, browser, live_ehr, smart)
     old_access, old_refresh = plain_tokens(smart, stored(factory, connection_id))
     assert old_refresh
+    time_passes(factory, connection_id, 50)
     before = stored(factory, connection_id)
-    assert before.token_expires_at and before.token_expires_at < utcnow() + timedelta(seconds=3)
+    assert before.token_expires_at and before.token_expires_at < utcnow() + timedelta(seconds=11)
 
     fresh = access_token(factory, connection_id, settings=smart)
     assert fresh != old_access
@@ -150,9 +167,9 @@ def test_token_expiring_soon_is_refreshed_first_and_rotated(
     assert after.refresh_lock_until is None and after.status == "active"
     assert fhir_status(live_ehr, fresh) == 200
     # The old refresh token is spent at the EHR and never sent again by us.
-    with pytest.raises(OAuthError) as spent:
+    with pytest.raises(TokenError) as spent:
         refresh_grant(after.ehr, old_refresh, settings=smart)
-    assert spent.value.error == "invalid_grant"
+    assert spent.value.oauth_error == "invalid_grant" and spent.value.http_status == 400
     assert access_token(factory, connection_id, settings=smart) == fresh
     sent = [recorder.form(r)["refresh_token"] for r in refreshes(recorder)]
     assert sent.count(old_refresh) == 2  # ours once, plus the deliberate replay just above
@@ -168,6 +185,7 @@ def test_refresh_is_single_flight_across_threads(
     short_lived,
 ) -> None:
     connection_id = connected(factory, ehr, browser, live_ehr, smart)
+    time_passes(factory, connection_id, 50)
     barrier = threading.Barrier(4)
     results: list[str] = []
     errors: list[BaseException] = []
@@ -189,6 +207,76 @@ def test_refresh_is_single_flight_across_threads(
     assert len(refreshes(recorder)) == 1
 
 
+@pytest.mark.parametrize(
+    ("lifetime", "received_ago", "due"),
+    [
+        (3600, 0, False),
+        (3600, 3539, False),
+        (3600, 3541, True),  # a long token: refreshed 60 seconds before it expires
+        (60, 0, False),  # a 60-second token is used first, not refreshed at once
+        (60, 44, False),
+        (60, 46, True),  # ... and refreshed with a quarter of its lifetime left
+        (2, 0, False),
+        (2, 1.6, True),
+    ],
+)
+def test_the_refresh_margin_scales_with_the_token_lifetime(
+    lifetime: int, received_ago: float, due: bool, smart: SmartSettings
+) -> None:
+    received = utcnow() - timedelta(seconds=received_ago)
+    when = refresh_at(received + timedelta(seconds=lifetime), received, smart)
+    assert when is not None and (when <= utcnow()) is due
+
+
+def test_without_a_known_lifetime_the_fixed_margin_applies(smart: SmartSettings) -> None:
+    expires = utcnow() + timedelta(seconds=90)
+    assert refresh_at(expires, None, smart) == expires - timedelta(seconds=60)
+    assert refresh_at(None, utcnow(), smart) is None  # no expiry: refreshed after a 401
+
+
+@pytest.mark.parametrize("refresh", ["none issued", "refused by the EHR"])
+def test_a_60_second_token_is_used_by_the_first_sync_and_the_connection_stays_active(
+    refresh: str,
+    factory,
+    ehr,
+    browser: Browser,
+    smart: SmartSettings,
+    live_ehr: LiveEhr,
+    recorder: Recorder,
+) -> None:
+    """Some EHRs issue one-minute tokens and no refresh token, or one that does not work:
+    refreshing such a token at once would end a connection made a moment ago."""
+    live_ehr.set_fault("token_lifetime", 60, remaining=1)
+    if refresh == "none issued":
+        live_ehr.set_fault("no_refresh_token", 1, remaining=1)
+    try:
+        connection_id = connected(factory, ehr, browser, live_ehr, smart)
+    finally:
+        live_ehr.clear_faults()
+    fresh, stored_refresh = plain_tokens(smart, stored(factory, connection_id))
+    assert (stored_refresh is None) is (refresh == "none issued")
+
+    def refuse_refreshes(request: httpx.Request, response: httpx.Response) -> httpx.Response:
+        if request.url.path.endswith("/auth/token"):
+            return httpx.Response(400, json={"error": "invalid_grant"})
+        return response
+
+    recorder.rewrite = refuse_refreshes
+    with transaction(factory) as session:
+        run_id = enqueue(session, connection_id).id
+    run(factory, run_id, "test-worker", settings=SyncSettings(smart=smart, page_size=50))
+    with factory() as session:
+        done = session.get(SyncRun, run_id)
+        assert done is not None and done.status == "complete", done and done.error
+    assert refreshes(recorder) == []
+    reads = [
+        r for r in recorder.requests if "/fhir/" in r.url.path and ".well-known" not in r.url.path
+    ]
+    assert reads and {r.headers.get("authorization") for r in reads} == {f"Bearer {fresh}"}
+    after = stored(factory, connection_id)
+    assert after.status == "active" and plain_tokens(smart, after)[0] == fresh
+
+
 def test_a_401_refreshes_once_even_when_the_token_looked_valid(
     factory, ehr, browser: Browser, smart: SmartSettings, live_ehr: LiveEhr, recorder: Recorder
 ) -> None:
@@ -201,7 +289,12 @@ def test_a_401_refreshes_once_even_when_the_token_looked_valid(
 
 
 def test_invalid_grant_asks_to_reconnect_and_keeps_records(
-    factory, ehr, browser: Browser, smart: SmartSettings, live_ehr: LiveEhr
+    factory,
+    ehr,
+    browser: Browser,
+    smart: SmartSettings,
+    live_ehr: LiveEhr,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     connection_id = connected(factory, ehr, browser, live_ehr, smart)
     conn = stored(factory, connection_id)
@@ -225,6 +318,10 @@ def test_invalid_grant_asks_to_reconnect_and_keeps_records(
     with pytest.raises(ReconnectNeeded) as ended:
         access_token(factory, connection_id, settings=smart)
     assert "still here" in ended.value.public_message
+    # The log says what the clinic's IT team needs, and no token.
+    (line,) = [r.getMessage() for r in caplog.records if "refresh of connection" in r.getMessage()]
+    assert f"step=refresh error=invalid_grant http_status=400 ehr={ehr.id} ({ehr.name})" in line
+    assert refresh not in caplog.text
     after = stored(factory, connection_id)
     assert after.status == "reconnect_needed"
     assert after.access_token_enc is None and after.refresh_token_enc is None
@@ -278,7 +375,7 @@ def test_disconnect_revokes_at_the_ehr_and_deletes_tokens(
         (access, "access_token"),
     }
     assert fhir_status(live_ehr, access) == 401  # the EHR no longer accepts it
-    with pytest.raises(OAuthError):
+    with pytest.raises(TokenError):
         refresh_grant(stored(factory, connection_id).ehr, refresh or "", settings=smart)
     after = stored(factory, connection_id)
     assert after.status == "disconnected"

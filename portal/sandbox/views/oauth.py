@@ -31,8 +31,14 @@ from portal.db import utcnow
 from portal.sandbox import accounts
 from portal.sandbox.db import sdb
 from portal.sandbox.keys import public_jwks
-from portal.sandbox.models import Client, FhirResource, LaunchContext, PatientUser
-from portal.sandbox.oauth import ID_TOKEN_ALG, default_style_url, server
+from portal.sandbox.models import Client, Clinician, FhirResource, LaunchContext, PatientUser
+from portal.sandbox.oauth import (
+    ID_TOKEN_ALG,
+    acting_user,
+    default_style_url,
+    person_name,
+    server,
+)
 from portal.sandbox.scopes import IDENTITY_SCOPES, LAUNCH_SCOPES, REFRESH_SCOPES, parse_scope
 from portal.sandbox.urls import PATHS, absolute, fhir_base
 
@@ -40,6 +46,12 @@ bp = Blueprint("sandbox_oauth", __name__)
 
 SESSION_USER = "sandbox_user_id"
 SESSION_AUTH_TIME = "sandbox_auth_time"
+# The clinician the launch simulator is working as (a Practitioner id); see launch_simulator.
+SESSION_CLINICIAN = "sandbox_clinician"
+ROLES = {
+    "portal": "The patient, from the EHR's patient portal",
+    "clinician": "A clinician, from the patient's chart",
+}
 
 CAPABILITIES = [
     "launch-ehr",
@@ -119,6 +131,13 @@ def sign_in(user: PatientUser) -> None:
     """A fresh session for this patient (no fixation: the old session's contents are dropped)."""
     session.clear()
     session[SESSION_USER] = user.id
+    session[SESSION_AUTH_TIME] = int(time.time())
+
+
+def work_as_clinician(practitioner_id: str) -> None:
+    """A fresh session of a clinician at work in the EHR (the simulator's clinician role)."""
+    session.clear()
+    session[SESSION_CLINICIAN] = practitioner_id
     session[SESSION_AUTH_TIME] = int(time.time())
 
 
@@ -250,23 +269,38 @@ def authorize():
             "so nothing was shared. Go back to the app and try again.",
             f"{error.error}: {error.description or ''}".strip(": "),
         )
-    if user is None:
-        return redirect(url_for(".login", next=request.full_path))
     launch: LaunchContext | None = getattr(grant.request, "smart_launch", None)
-    if launch is not None and launch.user_id != user.id:
-        return error_page(
-            403,
-            "This launch is for another patient",
-            "You are signed in as someone else. Sign out, then open the app from the "
-            "patient's record again.",
-        )
+    actor: PatientUser | Clinician
+    if launch is not None and launch.practitioner_id is not None:
+        # A clinician's launch from a chart: only the clinician who launched may go on.
+        if session.get(SESSION_CLINICIAN) != launch.practitioner_id:
+            return error_page(
+                403,
+                "This launch was opened by another clinician",
+                "Open the app again from the patient's chart in the launch simulator.",
+            )
+        owner = sdb.session.get(PatientUser, launch.user_id)
+        assert owner is not None  # a foreign key
+        actor = acting_user(owner, launch.practitioner_id)
+    else:
+        if user is None:
+            return redirect(url_for(".login", next=request.full_path))
+        if launch is not None and launch.user_id != user.id:
+            return error_page(
+                403,
+                "This launch is for another patient",
+                "You are signed in as someone else. Sign out, then open the app from the "
+                "patient's record again.",
+            )
+        actor = user
     client: Client = grant.client
     items = consent_items(grant.request.scope.split())
     if request.method == "GET":
         return render_template(
             "sandbox/consent.html",
             client=client,
-            user=user,
+            patient_name=actor.record_owner.display_name,
+            clinician=actor if isinstance(actor, Clinician) else None,
             items=items,
             automatic=[s for s in grant.request.scope.split() if s in LAUNCH_SCOPES],
         )
@@ -278,7 +312,7 @@ def authorize():
         return srv.create_authorization_response(grant=grant, grant_user=None)
     grant.request.consented_scopes = kept
     grant.request.auth_time = session.get(SESSION_AUTH_TIME)
-    return srv.create_authorization_response(grant=grant, grant_user=user)
+    return srv.create_authorization_response(grant=grant, grant_user=actor)
 
 
 # Plain words for resource types (the part after "your").
@@ -471,23 +505,49 @@ def _launchable_apps() -> list[Client]:
     )
 
 
+def _clinicians() -> list[dict[str, str]]:
+    rows = sdb.session.scalars(
+        sa.select(FhirResource).where(FhirResource.resource_type == "Practitioner").limit(500)
+    )
+    found = [
+        {"id": row.resource_id, "name": person_name(row.content) or row.resource_id} for row in rows
+    ]
+    return sorted(found, key=lambda c: (c["name"], c["id"]))
+
+
 @bp.route(PATHS["launch_simulator"], methods=["GET", "POST"])
 def launch_simulator():
-    """Play the EHR: open a registered app for a patient (and visit), as a portal would."""
+    """Play the EHR: open a registered app for a patient (and visit), as the EHR would.
+
+    Two roles. The patient, from the EHR's patient portal: the patient signs in here first
+    (as on a real patient portal), and the launch is for the patient signed in. A clinician,
+    from the patient's chart: the launch is in the clinician's name (their Practitioner is
+    the token's fhirUser), with the patient in context; the sandbox has no clinician logins,
+    so launching makes this browser that clinician's EHR session.
+    """
     if request.method == "POST":
         return _launch()
     apps = _launchable_apps()
     patients = _patients()
     app_id = request.args.get("app") or (apps[0].client_id if len(apps) == 1 else "")
+    role = request.args.get("role") if request.args.get("role") in ROLES else "portal"
     patient_id = request.args.get("patient", "")
     chosen_app = next((a for a in apps if a.client_id == app_id), None)
     chosen_patient = next((p for p in patients if p["id"] == patient_id), None)
+    user = current_user()
     return render_template(
         "sandbox/launch.html",
         apps=apps,
+        roles=ROLES,
+        role=role,
         patients=patients,
+        clinicians=_clinicians() if role == "clinician" else [],
         chosen_app=chosen_app,
         chosen_patient=chosen_patient,
+        signed_in=user,
+        # The patient portal opens apps only for the patient signed in to it.
+        needs_sign_in=role == "portal" and (user is None or user.patient_id != patient_id),
+        sign_in_url=url_for(".login", next=request.full_path),
         encounters=_encounters(patient_id) if chosen_patient else [],
         default_style_url=default_style_url(),
     )
@@ -500,6 +560,9 @@ def _launch():
     client = sdb.session.get(Client, form.get("app", ""))
     if client is None or not client.launch_url:
         return error_page(400, "Unknown app", "Pick a registered app that has a launch URL.")
+    role = form.get("role", "")
+    if role not in ROLES:
+        return error_page(400, "Unknown role", "Launch as the patient or as a clinician.")
     patient = sdb.session.scalar(
         sa.select(FhirResource).where(
             FhirResource.resource_type == "Patient",
@@ -524,7 +587,26 @@ def _launch():
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return error_page(400, "Invalid style URL", "The style URL must be an http(s) URL.")
 
-    user = accounts.user_for_patient(sdb.session, patient.content)
+    practitioner_id: str | None = None
+    if role == "portal":
+        user = current_user()
+        if user is None or user.patient_id != patient.resource_id:
+            return error_page(
+                403,
+                "Sign in as the patient first",
+                "A patient portal opens apps only for the patient signed in to it. Sign in "
+                "to this EHR with the patient's login, then launch again.",
+            )
+    else:
+        practitioner_id = sdb.session.scalar(
+            sa.select(FhirResource.resource_id).where(
+                FhirResource.resource_type == "Practitioner",
+                FhirResource.resource_id == form.get("clinician", ""),
+            )
+        )
+        if practitioner_id is None:
+            return error_page(400, "Unknown clinician", "Pick a clinician of this EHR.")
+        user = accounts.user_for_patient(sdb.session, patient.content)  # the record's owner
     launch = LaunchContext(
         id=secrets.token_urlsafe(24),
         client_id=client.client_id,
@@ -533,10 +615,12 @@ def _launch():
         encounter_id=encounter_id,
         need_patient_banner="need_patient_banner" in form,
         smart_style_url=style_url,
+        practitioner_id=practitioner_id,
         expires_at=utcnow() + timedelta(seconds=int(current_app.config["LAUNCH_LIFETIME"])),
     )
     sdb.session.add(launch)
     sdb.session.flush()
-    sign_in(user)  # the EHR's own session: the patient is signed in to the portal
+    if practitioner_id is not None:
+        work_as_clinician(practitioner_id)
     target = add_params_to_uri(client.launch_url, [("iss", fhir_base()), ("launch", launch.id)])
     return redirect(target, code=303)
