@@ -120,7 +120,7 @@ def full_session_required(view: F) -> F:
         if current_account() is None:
             return to_signin()
         if is_launch_session():
-            return _go(url_for("accounts.unlock", next=_here()))
+            return _go(url_for("sessions.unlock", next=_here()))
         return view(*args, **kwargs)
 
     return wrapped  # type: ignore[return-value]  # wraps keeps the signature
