@@ -32,6 +32,11 @@ DEFAULTS: dict[str, Any] = {
     "SIGNIN_RATE_LIMIT": "10 per minute",
     # Where password-reset links go: "console" (development) or "outbox" (tests).
     "MAIL_BACKEND": "console",
+    # What one sync reads from an EHR at most; more ends it as incomplete, keeping what came.
+    "SYNC_MAX_PAGES_PER_SEARCH": 1000,
+    "SYNC_MAX_RECORDS_PER_RUN": 200_000,
+    "SYNC_MAX_PAGE_BYTES": 20 * 1024 * 1024,
+    "SYNC_RUN_DEADLINE_SECONDS": 900,
 }
 
 
