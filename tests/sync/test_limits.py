@@ -436,3 +436,38 @@ def test_a_deep_resource_the_quick_check_rejects_is_judged_without_a_crash(
     ids, set_aside = records_and_set_aside(factory)
     assert {"visit-1", "visit-2"} <= ids and "visit-0" not in ids
     assert [e.resource_id for e in set_aside] == ["visit-0"]
+
+
+# --- configuration ------------------------------------------------------------------------------
+
+
+def test_the_limits_come_from_the_configuration(app: Flask, monkeypatch) -> None:
+    from portal.app import create_app
+    from portal.sync.worker import sync_settings
+
+    defaults = sync_settings(app)
+    assert (
+        defaults.max_pages_per_search,
+        defaults.max_records_per_run,
+        defaults.max_page_bytes,
+        defaults.run_deadline_seconds,
+    ) == (1000, 200_000, 20 * MB, 900)
+    monkeypatch.setenv("PORTAL_SYNC_MAX_PAGES_PER_SEARCH", "50")
+    monkeypatch.setenv("PORTAL_SYNC_RUN_DEADLINE_SECONDS", "60")
+    configured = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": app.config["DATABASE_URL"],
+            "SECRET_KEY": app.config["SECRET_KEY"],
+            "SYNC_MAX_RECORDS_PER_RUN": 5000,
+            "SYNC_MAX_PAGE_BYTES": MB,
+        }
+    )
+    limits = sync_settings(configured)
+    db.engine(configured).dispose()
+    assert (
+        limits.max_pages_per_search,
+        limits.max_records_per_run,
+        limits.max_page_bytes,
+        limits.run_deadline_seconds,
+    ) == (50, 5000, MB, 60)
