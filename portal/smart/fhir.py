@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import logging
 import random
@@ -32,7 +33,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urljoin, urlsplit
 
 import httpx
 
-from portal.smart.discovery import origin, same_origin
+from portal.smart.discovery import DEFAULT_PORTS, origin
 from portal.smart.errors import EhrUnavailable, FhirRequestError, UnsafeLink
 from portal.smart.settings import SmartSettings
 
@@ -72,10 +73,18 @@ def within_base(url: str, base: str) -> bool:
     parts = urlsplit(url)
     if "@" in parts.netloc or parts.scheme not in ("http", "https"):
         return False
-    if not same_origin(url, base) or not _plain_path(parts.path):
+    try:
+        if origin(url) != _base_origin(base) or not _plain_path(parts.path):
+            return False
+    except ValueError:  # not a URL httpx would send
         return False
     prefix = urlsplit(base).path.rstrip("/")
     return parts.path == prefix or parts.path.startswith(prefix + "/")
+
+
+@functools.lru_cache(maxsize=64)
+def _base_origin(base: str) -> tuple[str, str, int]:
+    return origin(base)  # a connection's base, met on every request: parsed once
 
 
 def _plain_path(path: str) -> bool:
@@ -94,9 +103,12 @@ def _plain_path(path: str) -> bool:
 
 
 def canonical(url: str) -> tuple[Any, ...]:
-    """A URL compared by meaning: origin, path and the sorted, decoded query parameters."""
+    """A URL compared by meaning: host, port, path and the sorted, decoded query parameters
+    (for telling pages apart: only URLs within_base passed are compared)."""
     parts = urlsplit(url)
-    return (*origin(url), parts.path.rstrip("/"), tuple(sorted(parse_qsl(parts.query, True))))
+    port = parts.port or DEFAULT_PORTS.get(parts.scheme)
+    where = (parts.scheme, (parts.hostname or "").rstrip("."), port)
+    return (*where, parts.path.rstrip("/"), tuple(sorted(parse_qsl(parts.query, True))))
 
 
 def retry_after(value: str | None, now: datetime | None = None) -> float | None:

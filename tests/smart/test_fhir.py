@@ -334,3 +334,11 @@ def test_every_request_that_carries_the_token_is_under_the_base() -> None:
     sent = authorized(seen)
     assert len(sent) == 5
     assert all(within_base(url, BASE) and "/r4/fhir/" in url for url in sent)
+
+
+def test_a_looping_next_link_in_another_spelling_of_the_origin_is_refused() -> None:
+    loop = "https://EHR.example.:443/r4/fhir/Observation?patient=1"
+    client, seen, _, _ = client_for(lambda r: httpx.Response(200, json=bundle(loop)))
+    with pytest.raises(UnsafeLink, match="repeats"):
+        list(client.search("Observation", [("patient", "1")]))
+    assert len(seen) == 1
