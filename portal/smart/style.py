@@ -94,7 +94,7 @@ def css_for(url: str, ehr: Ehr, *, settings: SmartSettings | None = None) -> str
         return cached[1]
     try:
         css = style_css(fetch_style(url, ehr.fhir_base, resolve(settings)))
-    except SmartError as exc:
+    except (SmartError, ValueError) as exc:  # ValueError: a registered base that is no URL
         log.info("smart_style_url not applied: %s (%s)", type(exc).__name__, exc)
         css = ""
     with _lock:
