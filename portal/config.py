@@ -65,6 +65,11 @@ DEFAULTS: dict[str, Any] = {
     # Background work (portal.jobs): threads per process; tests run it inline (JOBS_EAGER).
     "JOBS_MAX_WORKERS": 2,
     "JOBS_EAGER": False,
+    # What one sync reads from an EHR at most; more ends it as incomplete, keeping what came.
+    "SYNC_MAX_PAGES_PER_SEARCH": 1000,
+    "SYNC_MAX_RECORDS_PER_RUN": 200_000,
+    "SYNC_MAX_PAGE_BYTES": 20 * 1024 * 1024,
+    "SYNC_RUN_DEADLINE_SECONDS": 900,
 }
 
 

@@ -6,6 +6,9 @@ The patient's browser is an httpx client with a cookie jar that signs in and con
 
 from __future__ import annotations
 
+import socket
+import socketserver
+import struct
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -159,6 +162,82 @@ def start_live_ehr(
     thread = threading.Thread(target=server.serve_forever, name=f"live-{slug}", daemon=True)
     thread.start()
     return live
+
+
+class CuttingProxy:
+    """A real local HTTP server in front of a live EHR that cuts connections mid-page.
+
+    Each request is passed on to the EHR (the EHR's own URLs in the answer become the proxy's,
+    so next links come back here). To the first `times` requests (all when None) whose path
+    and query `cut` matches, it sends the status line, the headers and half of the body, then
+    resets the connection (RST), as a failing load balancer would.
+    """
+
+    def __init__(self, live: LiveEhr, cut: Callable[[str], bool], times: int | None = None) -> None:
+        self.upstream = live.base_url
+        self.cut = cut
+        self.times = times
+        self.cuts: list[str] = []  # the requests cut
+        self.passed: list[str] = []  # the requests answered in full
+        self._lock = threading.Lock()
+        proxy = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                proxy._handle(self.request)
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def fhir_base(self) -> str:
+        return self.base_url + "/fhir"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _handle(self, sock: socket.socket) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        request_line, *header_lines = head.decode("latin-1").split("\r\n")
+        method, target, _ = request_line.split(" ", 2)
+        headers = dict(line.split(": ", 1) for line in header_lines if ": " in line)
+        length = int(headers.get("Content-Length", headers.get("content-length", "0")))
+        while len(body) < length:
+            body += sock.recv(65536)
+        passed = {
+            k: v
+            for k, v in headers.items()
+            if k.lower() not in ("host", "connection", "accept-encoding", "content-length")
+        }
+        answer = httpx.request(
+            method, self.upstream + target, headers=passed, content=body or None, timeout=30
+        )
+        content = answer.content.replace(self.upstream.encode(), self.base_url.encode())
+        lines = [f"HTTP/1.1 {answer.status_code} {answer.reason_phrase}"]
+        for name in ("Content-Type", "Location", "Retry-After", "Cache-Control"):
+            if name in answer.headers:
+                value = answer.headers[name].replace(self.upstream, self.base_url)
+                lines.append(f"{name}: {value}")
+        lines += [f"Content-Length: {len(content)}", "Connection: close", "", ""]
+        response = "\r\n".join(lines).encode("latin-1") + content
+        with self._lock:
+            cutting = self.cut(target) and (self.times is None or len(self.cuts) < self.times)
+            (self.cuts if cutting else self.passed).append(target)
+        if not cutting:
+            sock.sendall(response)
+            return
+        sock.sendall(response[: len(response) - len(content) // 2])
+        # SO_LINGER 0: close() sends RST, not FIN: "connection reset by peer" at the portal
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
 def stop_live_ehr(live: LiveEhr) -> None:

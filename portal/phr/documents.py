@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
@@ -204,10 +204,7 @@ def linked_url(url: Any, fhir_base: str | None) -> str | None:
     base = fhir_base.rstrip("/")
     resolved = urljoin(base + "/", url.strip())
     parts = urlsplit(resolved)
-    segments = unquote(parts.path).split("/")
-    if parts.fragment or "\\" in unquote(parts.path) or {".", ".."} & set(segments):
-        return None
-    if not within_base(resolved, base):
+    if parts.fragment or not within_base(resolved, base):  # dot segments in any spelling too
         return None
     if parts.path.rstrip("/") == urlsplit(base).path.rstrip("/"):
         return None  # the FHIR base itself is no document

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 MAX_DOCUMENT_BYTES = 1 << 20
 MAX_REDIRECTS = 3
 JWKS_REFETCH_INTERVAL = 30.0  # an unknown kid refetches the JWKS at most this often
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 _lock = threading.Lock()
 _configs: dict[str, tuple[float, SmartConfiguration]] = {}
@@ -125,10 +126,23 @@ def _strings(body: dict[str, Any], name: str) -> tuple[str, ...]:
 
 
 def origin(url: str) -> tuple[str, str, int]:
-    """(scheme, host, port) with the default port filled in."""
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return parts.scheme, (parts.hostname or "").lower(), port
+    """(scheme, host, port) as a request to `url` goes: the host lower-case, IDNA-encoded and
+    without a trailing dot, the default port filled in. ValueError when `url` cannot be one."""
+    try:
+        parsed = httpx.URL(url)  # the parser that sends the request: what is compared is what goes
+    except (httpx.InvalidURL, TypeError):
+        raise ValueError("not a URL") from None
+    scheme = parsed.scheme
+    port = parsed.port or DEFAULT_PORTS.get(scheme, 0)
+    return scheme, parsed.raw_host.decode("ascii").lower().rstrip("."), port
+
+
+def same_origin(url: str, other: str) -> bool:
+    """Whether two URLs have one origin (False when either is no URL)."""
+    try:
+        return origin(url) == origin(other)
+    except ValueError:
+        return False
 
 
 def get_json(url: str, settings: SmartSettings) -> dict[str, Any]:
@@ -139,7 +153,7 @@ def get_json(url: str, settings: SmartSettings) -> dict[str, Any]:
                 response = http.get(url, headers={"Accept": "application/json"})
                 if response.is_redirect:
                     target = urljoin(url, response.headers.get("location", ""))
-                    if origin(target) != origin(url):
+                    if not same_origin(target, url):
                         raise DiscoveryError(f"{url} redirects to another host; not followed")
                     url = target
                     continue

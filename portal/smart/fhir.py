@@ -5,28 +5,35 @@
   fetched (a loop) is refused.
 - 401: one refresh and one retry. 429/503: honour Retry-After (seconds or HTTP date), else
   exponential backoff; each wait capped, attempts bounded. Network errors: retried likewise.
-- Documents (`binary`): the same rules, the attachment's own media type asked for, the body
-  streamed and capped in size; a FHIR JSON Binary answer is decoded.
+- Every body is streamed and capped in size (a page of a search, a document), and read
+  within the retries: a connection cut in the middle of a body is retried like one that
+  failed to open. JSON nested deeper than Python can read is refused as unreadable.
+- Searches stop after `max_pages` pages; a client may be given a deadline (no request is
+  started, no retry waited for and no body read on past it).
+- Documents (`binary`): the same rules, the attachment's own media type asked for; a FHIR
+  JSON Binary answer is decoded.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import logging
 import random
 import re
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
-from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urljoin, urlsplit
 
 import httpx
 
-from portal.smart.discovery import origin
+from portal.smart.discovery import DEFAULT_PORTS, origin
 from portal.smart.errors import EhrUnavailable, FhirRequestError, UnsafeLink
 from portal.smart.settings import SmartSettings
 
@@ -37,6 +44,10 @@ RETRY_STATUSES = frozenset({429, 503})
 FHIR_JSON = "application/fhir+json"
 JSON_TYPES = frozenset({FHIR_JSON, "application/json"})
 MAX_BINARY_BYTES = 25 * 1024 * 1024  # a document larger than this is not fetched
+MAX_JSON_BYTES = 20 * 1024 * 1024  # a page or resource larger than this is not read
+DOT_SEGMENTS = frozenset({".", ".."})
+DECODE_ROUNDS = 3  # a path percent-encoded more times than this is refused outright
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _MEDIA_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$")
 
 
@@ -49,20 +60,55 @@ class Tokens(Protocol):
 
 
 def within_base(url: str, base: str) -> bool:
-    """Whether `url` is on the FHIR base's origin and under its path."""
-    parts = urlsplit(url)
-    if parts.username or parts.password or parts.scheme not in ("http", "https"):
+    """Whether `url` is on the FHIR base's origin and under its path: the one check before
+    the bearer token goes anywhere.
+
+    Origins are compared as requests go (scheme; host lower-case, IDNA, no trailing dot;
+    default port). A `.` or `..` path segment is refused however it is written (`%2e`,
+    `%252e`, `..;x`, with backslashes): httpx, a proxy or the EHR's server could resolve it
+    to a path outside the base after this check has passed.
+    """
+    if _CONTROL.search(url):  # urlsplit drops some; servers may not
         return False
-    if origin(url) != origin(base):
+    parts = urlsplit(url)
+    if "@" in parts.netloc or parts.scheme not in ("http", "https"):
+        return False
+    try:
+        if origin(url) != _base_origin(base) or not _plain_path(parts.path):
+            return False
+    except ValueError:  # not a URL httpx would send
         return False
     prefix = urlsplit(base).path.rstrip("/")
     return parts.path == prefix or parts.path.startswith(prefix + "/")
 
 
+@functools.lru_cache(maxsize=64)
+def _base_origin(base: str) -> tuple[str, str, int]:
+    return origin(base)  # a connection's base, met on every request: parsed once
+
+
+def _plain_path(path: str) -> bool:
+    """No dot segment, backslash or control character in the path, decoded or not."""
+    for _ in range(DECODE_ROUNDS + 1):
+        if "\\" in path or _CONTROL.search(path):
+            return False
+        # `..;x` is `..` to servers that take `;` parameters off path segments
+        if any(segment.split(";", 1)[0] in DOT_SEGMENTS for segment in path.split("/")):
+            return False
+        decoded = unquote(path)
+        if decoded == path:
+            return True
+        path = decoded
+    return False
+
+
 def canonical(url: str) -> tuple[Any, ...]:
-    """A URL compared by meaning: origin, path and the sorted, decoded query parameters."""
+    """A URL compared by meaning: host, port, path and the sorted, decoded query parameters
+    (for telling pages apart: only URLs within_base passed are compared)."""
     parts = urlsplit(url)
-    return (*origin(url), parts.path.rstrip("/"), tuple(sorted(parse_qsl(parts.query, True))))
+    port = parts.port or DEFAULT_PORTS.get(parts.scheme)
+    where = (parts.scheme, (parts.hostname or "").rstrip("."), port)
+    return (*where, parts.path.rstrip("/"), tuple(sorted(parse_qsl(parts.query, True))))
 
 
 def retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -92,12 +138,18 @@ class FhirClient:
         settings: SmartSettings,
         *,
         sleep: Callable[[float], None] | None = None,
+        max_bytes: int = MAX_JSON_BYTES,
+        deadline: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.base = base.rstrip("/")
         self.tokens = tokens
         self.http = http
         self.settings = settings
         self.sleep = sleep or settings.sleep
+        self.max_bytes = max_bytes  # of one JSON answer (a search page, a resource)
+        self.deadline = deadline  # on `clock`: nothing is started or waited for after it
+        self.clock = clock
         self.requests = 0  # counted for progress and tests
 
     def url(self, path: str, params: list[tuple[str, str]] | None = None) -> str:
@@ -107,17 +159,28 @@ class FhirClient:
     def read(self, resource_type: str, resource_id: str) -> dict[str, Any]:
         return self.get(self.url(f"{resource_type}/{resource_id}"))
 
-    def search(self, resource_type: str, params: list[tuple[str, str]]) -> Iterator[dict[str, Any]]:
-        """Every page (a searchset Bundle) of a search, following next links safely."""
+    def search(
+        self,
+        resource_type: str,
+        params: list[tuple[str, str]],
+        *,
+        max_pages: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Every page (a searchset Bundle) of a search, following next links safely; a next
+        link after `max_pages` pages raises TooManyPages (the pages before it were yielded)."""
         url: str | None = self.url(resource_type, params)
         seen: set[tuple[Any, ...]] = set()
+        pages = 0
         while url is not None:
             seen.add(canonical(url))
             bundle = self.get(url)
             if bundle.get("resourceType") != "Bundle":
                 raise FhirRequestError(f"{resource_type} search did not answer a Bundle")
             yield bundle
+            pages += 1
             url = self.next_link(bundle, seen)
+            if url is not None and max_pages is not None and pages >= max_pages:
+                raise TooManyPages(f"{resource_type} search has more than {max_pages} pages")
 
     def next_link(self, bundle: dict[str, Any], seen: set[tuple[Any, ...]]) -> str | None:
         links = bundle.get("link") or []
@@ -130,19 +193,16 @@ class FhirClient:
                 if not within_base(target, self.base):
                     raise UnsafeLink("a next link points outside the EHR's FHIR base; refused")
                 if canonical(target) in seen:
-                    raise UnsafeLink("a next link repeats a page already fetched; refused")
+                    raise RepeatedPage("a next link repeats a page already fetched; refused")
                 return target
         return None
 
     def get(self, url: str) -> dict[str, Any]:
         """GET a FHIR JSON resource with the bearer token, retrying what may pass."""
-        response = self._send(url, FHIR_JSON)
-        try:
-            body = response.json()
-        except ValueError:
-            raise FhirRequestError("the EHR answered something that is not JSON") from None
+        _, data = self._send(url, FHIR_JSON, limit=lambda _response: self.max_bytes)
+        body = json_object(data)
         if not isinstance(body, dict):
-            raise FhirRequestError("the EHR answered something that is not a FHIR resource")
+            raise Unreadable("the EHR answered something that is not a FHIR resource")
         return body
 
     def binary(
@@ -155,16 +215,15 @@ class FhirClient:
         """
         wanted = _media_type(content_type)
         accept = wanted if _MEDIA_TYPE.match(wanted) else "*/*"  # the EHR's words, checked
-        response = self._send(url, accept, stream=True)
-        try:
-            media = _media_type(response.headers.get("Content-Type"))
-            wrapped = media in JSON_TYPES
+
+        def limit(response: httpx.Response) -> int:
             # base64 in JSON is a third larger than the document it carries
-            limit = max_bytes * 4 // 3 + 64 * 1024 if wrapped else max_bytes
-            body = _read_capped(response, limit)
-        finally:
-            response.close()
-        if wrapped:
+            wrapped = _media_type(response.headers.get("Content-Type")) in JSON_TYPES
+            return max_bytes * 4 // 3 + 64 * 1024 if wrapped else max_bytes
+
+        response, body = self._send(url, accept, limit=limit)
+        media = _media_type(response.headers.get("Content-Type"))
+        if media in JSON_TYPES:
             found = _binary_resource(body)
             if found is not None:
                 if len(found.data) > max_bytes:
@@ -177,17 +236,20 @@ class FhirClient:
         url: str,
         accept: str,
         *,
-        stream: bool = False,
+        limit: Callable[[httpx.Response], int] | None = None,
         method: str = "GET",
         body: bytes | None = None,
         headers: dict[str, str] | None = None,
         ok: tuple[int, ...] = (200,),
-    ) -> httpx.Response:
-        """An `ok` response to a request with the bearer token, retrying what may pass.
+    ) -> tuple[httpx.Response, bytes]:
+        """An `ok` response to a request with the bearer token, and its body, retrying what
+        may pass.
 
-        With `stream`, the body is not read yet: the caller reads it and closes the response.
-        A POST is retried only where that cannot make a second copy: the caller sends it
-        conditional (If-None-Exist), so a retry of one the EHR did store finds it.
+        With `limit`, the body is streamed and more than `limit(response)` bytes raise
+        TooLarge; a connection that breaks while it is read is retried like one that could
+        not be opened. A POST is retried only where that cannot make a second copy: the
+        caller sends it conditional (If-None-Exist), so a retry of one the EHR did store
+        finds it.
         """
         if not within_base(url, self.base):
             raise UnsafeLink("refusing to send the token outside the EHR's FHIR base")
@@ -196,6 +258,7 @@ class FhirClient:
         attempt = 0
         while True:
             attempt += 1
+            self._in_time()
             try:
                 self.requests += 1
                 request = self.http.build_request(
@@ -208,16 +271,21 @@ class FhirClient:
                     },
                     content=body,
                 )
-                response = self.http.send(request, stream=stream)
+                response = self.http.send(request, stream=limit is not None)
+                if response.status_code in ok:
+                    if limit is None:
+                        return response, response.content
+                    try:
+                        return response, self._read_capped(response, limit(response))
+                    finally:
+                        response.close()
             except httpx.TransportError as exc:
                 if attempt >= self.settings.max_attempts:
                     raise EhrUnavailable(
-                        f"the EHR could not be reached ({type(exc).__name__})"
+                        f"the EHR could not be reached or stopped sending ({type(exc).__name__})"
                     ) from None
                 self._wait(attempt, None)
                 continue
-            if response.status_code in ok:
-                return response
             response.close()
             if response.status_code == 401 and not refreshed:
                 refreshed = True
@@ -225,7 +293,7 @@ class FhirClient:
                 continue
             if response.status_code in RETRY_STATUSES:
                 if attempt >= self.settings.max_attempts:
-                    raise EhrUnavailable(
+                    raise EhrBusy(
                         f"the EHR kept answering {response.status_code} after {attempt} attempts"
                     )
                 self._wait(attempt, retry_after(response.headers.get("Retry-After")))
@@ -237,12 +305,29 @@ class FhirClient:
                 continue
             raise FhirRequestError(f"the EHR answered {response.status_code}", response.status_code)
 
+    def _read_capped(self, response: httpx.Response, limit: int) -> bytes:
+        """The body of a streamed response, refusing more than `limit` bytes (and, past the
+        deadline, the rest of it)."""
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise TooLarge(f"the EHR announced {declared} bytes, over the cap of {limit}")
+        chunks: list[bytes] = []
+        total = 0
+        for chunk in response.iter_bytes():
+            total += len(chunk)
+            if total > limit:
+                raise TooLarge(f"the answer is larger than the cap of {limit} bytes")
+            chunks.append(chunk)
+            if self.deadline is not None:
+                self._in_time()
+        return b"".join(chunks)
+
     def create(self, resource: dict[str, Any], *, if_none_exist: str) -> tuple[str | None, bool]:
         """POST a resource only if nothing matches `if_none_exist` (a search query such as
         `identifier=system|value`); returns (the server's id, whether this request created it).
         """
         rtype = resource["resourceType"]
-        response = self._send(
+        response, _ = self._send(
             self.url(rtype),
             FHIR_JSON,
             method="POST",
@@ -253,13 +338,28 @@ class FhirClient:
         created = response.status_code == 201
         return _created_id(response, rtype), created
 
+    def _in_time(self) -> None:
+        if self.deadline is not None and self.clock() >= self.deadline:
+            raise OutOfTime("the deadline of this client has passed")
+
     def _wait(self, attempt: int, suggested: float | None) -> None:
-        """Retry-After when given, else exponential backoff with jitter; never above the cap."""
+        """Retry-After when given, else exponential backoff with jitter; never above the cap,
+        never past the deadline."""
         if suggested is None:
             suggested = 0.25 * 2 ** (attempt - 1) * (1 + random.random() / 2)  # noqa: S311  (jitter)
         delay = min(max(suggested, 0.0), self.settings.max_wait)
+        if self.deadline is not None and self.clock() + delay >= self.deadline:
+            raise OutOfTime("the deadline of this client would pass before a retry")
         log.info("EHR busy or unreachable; retrying in %.1f s (attempt %d)", delay, attempt)
         self.sleep(delay)
+
+
+def json_object(data: bytes) -> Any:
+    """JSON text as Python; Unreadable when it is not JSON or nested too deeply to read."""
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python can go
+        raise Unreadable("the EHR answered what is not JSON, or too deeply nested") from None
 
 
 def _created_id(response: httpx.Response, rtype: str) -> str | None:
@@ -270,8 +370,8 @@ def _created_id(response: httpx.Response, rtype: str) -> str | None:
         if len(parts) >= 2 and parts[-2] == rtype:
             return parts[-1]
     try:
-        body = response.json()
-    except ValueError:
+        body = json_object(response.content)
+    except Unreadable:
         return None
     if isinstance(body, dict) and body.get("resourceType") == rtype:
         rid = body.get("id")
@@ -280,9 +380,29 @@ def _created_id(response: httpx.Response, rtype: str) -> str | None:
 
 
 class TooLarge(FhirRequestError):
-    """A document over the size cap: the rest of it is not read."""
+    """An answer over the size cap (a document, a search page): the rest of it is not read."""
 
     public_message = "This document is too large to fetch through the portal."
+
+
+class TooManyPages(FhirRequestError):
+    """A search went on past the number of pages the caller reads."""
+
+
+class RepeatedPage(UnsafeLink):
+    """A next link pointed back at a page of the same search (a loop)."""
+
+
+class Unreadable(FhirRequestError):
+    """The EHR answered something that is not JSON, or JSON nested too deeply to read."""
+
+
+class OutOfTime(FhirRequestError):
+    """The client's deadline passed: nothing more is asked or read."""
+
+
+class EhrBusy(EhrUnavailable):
+    """The EHR kept answering that it is busy (429/503) after every retry."""
 
 
 @dataclass(frozen=True)
@@ -300,30 +420,9 @@ def _media_type(value: str | None) -> str:
     return (value or "").split(";")[0].strip().lower()
 
 
-def _read_capped(response: httpx.Response, limit: int) -> bytes:
-    """The body of a streamed response, refusing more than `limit` bytes."""
-    declared = response.headers.get("Content-Length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise TooLarge(f"the EHR announced {declared} bytes, over the cap of {limit}")
-    chunks: list[bytes] = []
-    total = 0
-    try:
-        for chunk in response.iter_bytes():
-            total += len(chunk)
-            if total > limit:
-                raise TooLarge(f"the document is larger than the cap of {limit} bytes")
-            chunks.append(chunk)
-    except httpx.TransportError as exc:
-        raise EhrUnavailable(f"the EHR stopped sending ({type(exc).__name__})") from None
-    return b"".join(chunks)
-
-
 def _binary_resource(body: bytes) -> BinaryContent | None:
     """The content of a FHIR JSON Binary; None when the JSON is something else."""
-    try:
-        resource = json.loads(body)
-    except ValueError:
-        raise FhirRequestError("the EHR answered JSON that cannot be read") from None
+    resource = json_object(body)
     if not isinstance(resource, dict) or resource.get("resourceType") != "Binary":
         return None
     data = resource.get("data")

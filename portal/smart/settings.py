@@ -39,6 +39,8 @@ class SmartSettings:
     discovery_max_age: int = 600
     sleep: Callable[[float], None] = time.sleep
     transport: httpx.BaseTransport | None = None  # tests: a counting or fake transport
+    # host, port -> addresses; None: the system's resolver (tests: one that records lookups)
+    resolver: Callable[[str, int], list[str]] | None = None
 
     def http_client(self, **kwargs: Any) -> httpx.Client:
         """An httpx client with the portal's timeout; redirects are never followed blindly."""

@@ -7,6 +7,10 @@ as it is checked. One writer stores the checked pages in bulk, several pages per
 the run's progress and heartbeat in the same transaction: records appear as they arrive,
 the lease stays alive, and the writer takes little of the fetching threads' interpreter
 time. The run ends "complete" only if every planned search finished.
+
+What an EHR sends is bounded: pages per search, records per run, bytes per page (read as a
+stream), a deadline per run. Reaching a limit ends that search (or the run) as incomplete
+in plain words (portal.sync.reasons), keeping what arrived.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -39,9 +44,10 @@ from portal.smart.errors import (
     ReconnectNeeded,
     SmartError,
 )
-from portal.smart.fhir import FhirClient
+from portal.smart.fhir import MAX_JSON_BYTES, FhirClient, OutOfTime
 from portal.smart.settings import SmartSettings, resolve
 from portal.smart.tokens import TokenSource
+from portal.sync import reasons
 from portal.sync.checking import Checker
 from portal.sync.plan import (
     REFERENCED_TYPES,
@@ -79,6 +85,13 @@ class SyncSettings:
     section_seconds: float = 0.05
     store_rows: int = 200
     fetch_references: bool = True
+    # What one run reads at most: more ends that search (pages, bytes) or the run (records,
+    # time) as incomplete, keeping what arrived.
+    max_pages_per_search: int = 1000
+    max_records_per_run: int = 200_000
+    max_page_bytes: int = MAX_JSON_BYTES
+    run_deadline_seconds: float = 900.0
+    clock: Callable[[], float] = time.monotonic  # of the deadline (tests: one the pages move)
 
 
 def new_owner() -> str:
@@ -264,6 +277,8 @@ class _Runner:
         self._check_observations = False
         self._observation_searches = 0  # still running, of those the check waits for
         self._observation_failed = False
+        self._records = 0  # fetched in this run, of the cap `max_records_per_run`
+        self.deadline = 0.0  # on `settings.clock`, set when the run starts
 
     # -- orchestration ---------------------------------------------------------------------------
 
@@ -282,6 +297,7 @@ class _Runner:
         self.connection_id = conn.id
         self.patient_id = conn.patient_id
         self.fhir_base = conn.server.fhir_base
+        self.ehr_name = conn.server.name
         self.granted = conn.granted_scope
         self.since = sync_run.since
         self.known_refs = self._stored_refs(session, conn.id)
@@ -307,6 +323,7 @@ class _Runner:
         )
 
         smart = self.settings.smart
+        self.deadline = self.settings.clock() + self.settings.run_deadline_seconds
         n = max(1, self.settings.max_connections)
         limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
         writer = threading.Thread(
@@ -316,7 +333,15 @@ class _Runner:
         self.checking = Checker(f"sync-{self.run_id}-checker")
         try:
             with smart.http_client(limits=limits, verify=_tls()) as http:
-                self.client = FhirClient(self.fhir_base, self.tokens, http, smart)
+                self.client = FhirClient(
+                    self.fhir_base,
+                    self.tokens,
+                    http,
+                    smart,
+                    max_bytes=self.settings.max_page_bytes,
+                    deadline=self.deadline,
+                    clock=self.settings.clock,
+                )
                 with ThreadPoolExecutor(n, thread_name_prefix=f"sync-{self.run_id}") as pool:
                     self.pool = pool
                     for search in searches:
@@ -353,8 +378,7 @@ class _Runner:
 
     def _fetch(self, search: Search) -> None:
         try:
-            if self.stop.is_set():
-                raise _Stopped
+            self._go_on()
             if search.read_id is not None:
                 try:
                     resource = self.client.read(search.resource_type, search.read_id)
@@ -370,30 +394,44 @@ class _Runner:
                 total = bundle.get("total")
                 self._observation_total = total if isinstance(total, int) else None
             else:
-                for bundle in self.client.search(search.resource_type, list(search.params)):
+                pages = self.client.search(
+                    search.resource_type,
+                    list(search.params),
+                    max_pages=self.settings.max_pages_per_search,
+                )
+                for bundle in pages:
                     self._page(search, self._new_resources(search, entries(bundle)))
-                    if self.stop.is_set():
-                        raise _Stopped
+                    self._go_on()
         except _Stopped:
-            self._failed(search, self.stop_reason or "The sync was stopped.")
+            self._failed(search, self.stop_reason or reasons.stopped(self.ehr_name))
         except ConnectionUnavailable as exc:
             self._halt(exc.public_message)
             self._failed(search, exc.public_message)
+        except OutOfTime:
+            self._halt(reasons.out_of_time(self.ehr_name))
+            self._failed(search, reasons.out_of_time(self.ehr_name))
         except EhrUnavailable as exc:
             # Unreachable or overloaded after every retry: stop asking it for the rest.
             log.warning("sync run %s: %s failed: %s", self.run_id, search.key, exc)
-            self._halt(str(exc))
-            self._failed(search, str(exc))
+            self._halt(reasons.unavailable(exc, self.ehr_name))
+            self._failed(search, reasons.for_error(exc, self.ehr_name, search.label))
         except SmartError as exc:
             log.warning("sync run %s: %s failed: %s", self.run_id, search.key, exc)
-            self._failed(search, str(exc))
-        except Exception as exc:
+            self._failed(search, reasons.for_error(exc, self.ehr_name, search.label))
+        except Exception:
             log.exception("sync run %s: %s crashed", self.run_id, search.key)
-            self._failed(search, f"unexpected error ({type(exc).__name__})")
+            self._failed(search, reasons.crashed(search.label))
         else:
             self.messages.put(_Message("done", search.key))
             if self._check_observations and _counted(search):
                 self._observation_search_done()
+
+    def _go_on(self) -> None:
+        """Raise _Stopped when the run was told to stop, or its time is up."""
+        if not self.stop.is_set() and self.settings.clock() >= self.deadline:
+            self._halt(reasons.out_of_time(self.ehr_name))
+        if self.stop.is_set():
+            raise _Stopped
 
     def _new_resources(
         self, search: Search, resources: list[tuple[Any, str]]
@@ -447,6 +485,10 @@ class _Runner:
         )
         with self._lock:
             self._pending += 1  # until the writer has taken it and planned its references
+            self._records += len(resources)
+            enough = self._records >= self.settings.max_records_per_run
+        if enough:  # what arrived is stored; nothing more is asked for
+            self._halt(reasons.too_many_records(self.ehr_name))
         checked = self.checking.submit(len(resources), prepare_page, *args)
         if ref_types:
             checked.add_done_callback(self._checked_references)
@@ -532,7 +574,7 @@ class _Runner:
                 except Exception as exc:  # never let the writer die: fetchers wait on it
                     log.exception("sync run %s: checking a page failed", self.run_id)
                     self.writer_error = f"checking records failed ({type(exc).__name__})"
-                    self._halt("The portal could not check the records.")
+                    self._halt("The portal could not check the records")
             if self.lease_lost or self.writer_error:
                 if closing:
                     return
@@ -557,11 +599,11 @@ class _Runner:
                 self._store(rows, quarantined, progress)
             except _LeaseLost:
                 self.lease_lost = True
-                self._halt("Another worker took this sync over.")
+                self._halt("Another worker took this update over")
             except Exception as exc:
                 log.exception("sync run %s: storing failed", self.run_id)
                 self.writer_error = f"storing records failed ({type(exc).__name__})"
-                self._halt("The portal could not store the records.")
+                self._halt("The portal could not store the records")
             rows, quarantined = [], []
             changed = ended = False
             shown_done, last = _complete(progress), now()
@@ -665,11 +707,13 @@ class _Runner:
         """Plain words on why the run did not complete (no record contents)."""
         if self.stop_reason in (ReconnectNeeded.public_message, NotConnected.public_message):
             return self.stop_reason or ""
-        reason = self.stop_reason or next((s.error for s in failed if s.error), "it stopped")
-        if not fetched:
-            return f"Nothing could be fetched: {reason}."[:500]
-        labels = ", ".join(dict.fromkeys(s.search.label for s in failed))
-        return f"Some of your record could not be fetched ({labels}): {reason}."[:500]
+        reason = (
+            self.stop_reason
+            or next((s.error for s in failed if s.error), None)
+            or reasons.stopped(self.ehr_name)
+        )
+        labels = list(dict.fromkeys(s.search.label for s in failed))
+        return reasons.run_error(reason, labels, fetched > 0)
 
     def _final(self, status: str, error: str | None) -> str:
         """End the run, storing what the writer had left in the same transaction; returns

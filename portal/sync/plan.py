@@ -36,6 +36,7 @@ TYPE_PARAMS: dict[str, tuple[tuple[str, str], ...]] = {
     "MedicationRequest": (("intent", "order,plan"),),
 }
 OTHER_OBSERVATIONS = "observations"  # progress key of Observation categories without a section
+OTHER_NAMES = {OTHER_OBSERVATIONS: "other observations"}  # progress keys that are no section
 
 
 @dataclass(frozen=True)
@@ -53,9 +54,11 @@ class Search:
 
     @property
     def label(self) -> str:
-        """Plain words for messages: the section names, else the type."""
-        names = [scopes.SECTION_NAMES.get(s, s) for s in self.sections]
-        return " and ".join(names) if names else self.resource_type
+        """Plain words for messages: the section names (never a FHIR type's name)."""
+        names = [
+            scopes.SECTION_NAMES.get(s, OTHER_NAMES.get(s, "other records")) for s in self.sections
+        ]
+        return " and ".join(names) if names else "other records"
 
 
 def plan(
@@ -91,7 +94,9 @@ def plan(
                 # Observations of no listed category would be missed: count them all, so the
                 # sync can fetch the remainder when the category searches found fewer.
                 count = (*base, *changed, ("_summary", "count"), ("_count", "0"))
-                searches.append(Search(f"{rtype}:total", rtype, count, (), purpose="total"))
+                searches.append(
+                    Search(f"{rtype}:total", rtype, count, (OTHER_OBSERVATIONS,), purpose="total")
+                )
         elif categories is None:
             searches.append(Search(rtype, rtype, (*base, *common), sections_for(rtype, None)))
         else:

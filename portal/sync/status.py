@@ -14,6 +14,7 @@ from portal.db import utcnow
 from portal.models import EhrConnection, EhrServer, SyncRun
 from portal.phr.words import ago_text, date_text
 from portal.smart.scopes import SECTION_NAMES, missing_sections
+from portal.sync import reasons
 from portal.sync.engine import ACTIVE
 
 
@@ -130,7 +131,7 @@ def _status(
         status=connection.status,
         last_synced_at=last_synced,
         run_status=run.status if run else None,
-        run_error=run.error if run else None,
+        run_error=reasons.readable(run.error) if run else None,
         sections=_sections(run),
         quarantined=sum(int(p.get("quarantined") or 0) for p in (run.progress or {}).values())
         if run
@@ -148,7 +149,7 @@ def _sections(run: SyncRun | None) -> list[SectionProgress]:
             name=SECTION_NAMES.get(key, key),
             fetched=int(p.get("fetched") or 0),
             done=bool(p.get("done")),
-            error=p.get("error"),
+            error=reasons.readable(p.get("error")),
         )
         for key, p in sorted(progress.items())
     ]

@@ -1,8 +1,9 @@
 """Checking and storing fetched resources: raw JSON as received plus the query columns.
 
 A resource that is not valid FHIR R4 (fhirclient's strict models; see fastcheck), has no
-usable id, is of an unexpected type or belongs to another patient is quarantined with a
-reason; the rest of its page is stored. Quarantine reasons name elements, never their values.
+usable id, is of an unexpected type, belongs to another patient or is nested more deeply
+than MAX_DEPTH is quarantined with a reason; the rest of its page is stored. Quarantine
+reasons name elements, never their values.
 """
 
 from __future__ import annotations
@@ -32,6 +33,14 @@ from portal.sync import fastcheck
 REFERENCE_KEY = '"reference":"'
 STRING_REST = re.compile(r'((?:[^"\\]|\\.)*)"')  # a JSON string's content and closing quote
 PATIENT_PATHS = ("subject", "patient", "beneficiary")
+# Levels of objects and lists a stored resource may have: orjson's own limit. Deeper JSON
+# could not be read back (records pages, exports) without running out of recursion.
+MAX_DEPTH = 254
+TOO_DEEP = "nested too deeply to read"
+
+
+class TooDeep(ValueError):
+    """A resource nested more deeply than MAX_DEPTH."""
 
 
 @dataclass
@@ -59,12 +68,18 @@ def prepare_page(
     """
     out = Checked()
     for resource, mode in resources:
+        try:
+            text = encode(resource)  # the text the JSON column would write
+        except TooDeep:  # before any check walks it: set aside without its content
+            row = _quarantine_row(connection_id, resource, TOO_DEEP, fetched_at, keep=False)
+            out.quarantined.append(row)
+            continue
         reason = problem(resource, expected_type if mode != "include" else None, patient_id)
         if reason is not None:
             out.quarantined.append(_quarantine_row(connection_id, resource, reason, fetched_at))
             continue
         row = record_row(connection_id, resource, fetched_at)
-        text = encode(row.pop("raw"))  # the text the JSON column would write
+        del row["raw"]
         row["raw_json"] = text
         out.rows.append(row)
         if referenced_types:
@@ -73,11 +88,28 @@ def prepare_page(
 
 
 def encode(resource: Any) -> str:
-    """Compact JSON text of a resource (what is stored; `text_references` reads it)."""
+    """Compact JSON text of a resource (what is stored; `text_references` reads it); TooDeep
+    when it is nested more than MAX_DEPTH levels."""
     try:
         return orjson.dumps(resource).decode()
-    except TypeError:  # an integer beyond 64 bits: the standard library writes any
+    except TypeError:  # nested too deeply, or an integer beyond 64 bits
+        if deeper_than(resource, MAX_DEPTH):
+            raise TooDeep(f"nested more than {MAX_DEPTH} levels") from None
         return json.dumps(resource, separators=(",", ":"), ensure_ascii=False)
+
+
+def deeper_than(value: Any, limit: int) -> bool:
+    """Whether objects and lists nest more than `limit` levels in `value` (no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if not isinstance(item, dict | list):
+            continue
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def problem(resource: Any, expected_type: str | None, patient_id: str) -> str | None:
@@ -100,6 +132,8 @@ def problem(resource: Any, expected_type: str | None, patient_id: str) -> str | 
         return "not valid FHIR R4: " + _summary(exc)
     except (TypeError, ValueError, AttributeError, KeyError) as exc:
         return f"not valid FHIR R4 ({type(exc).__name__})"
+    except RecursionError:  # fhirclient goes several calls deep per level
+        return TOO_DEEP
     if rtype != "Patient" and other_patient(resource, patient_id):
         return "belongs to another patient"
     if rtype == "Patient" and expected_type == "Patient" and rid != patient_id:
@@ -186,8 +220,9 @@ def record_row(
 
 
 def _quarantine_row(
-    connection_id: int, resource: Any, reason: str, fetched_at: datetime
+    connection_id: int, resource: Any, reason: str, fetched_at: datetime, *, keep: bool = True
 ) -> dict[str, Any]:
+    """A quarantine entry; with `keep` False, without the resource's content."""
     is_dict = isinstance(resource, dict)
     rtype = resource.get("resourceType") if is_dict else None
     rid = resource.get("id") if is_dict else None
@@ -196,7 +231,7 @@ def _quarantine_row(
         "resource_type": rtype[:64] if isinstance(rtype, str) else None,
         "resource_id": rid[:64] if isinstance(rid, str) else None,
         "reason": reason[:500],
-        "raw": resource if is_dict else None,
+        "raw": resource if is_dict and keep else None,
         "fetched_at": fetched_at,
     }
 

@@ -39,6 +39,10 @@ def sync_settings(app: Flask) -> SyncSettings:
         page_size=int(config.get("SYNC_PAGE_SIZE", 200)),
         lease_seconds=int(config.get("SYNC_LEASE_SECONDS", 60)),
         fetch_references=bool(config.get("SYNC_FETCH_REFERENCES", True)),
+        max_pages_per_search=int(config["SYNC_MAX_PAGES_PER_SEARCH"]),
+        max_records_per_run=int(config["SYNC_MAX_RECORDS_PER_RUN"]),
+        max_page_bytes=int(config["SYNC_MAX_PAGE_BYTES"]),
+        run_deadline_seconds=float(config["SYNC_RUN_DEADLINE_SECONDS"]),
     )
 
 

@@ -274,7 +274,8 @@ def _same_site(url: str | None) -> bool:
 def ehr_style(connection_id: int):
     """The launching EHR's look (smart_style_url), as checked, same-origin CSS."""
     connection = _own_connection(connection_id)
-    css = style.css_for(connection.smart_style_url) if connection.smart_style_url else ""
+    url = connection.smart_style_url
+    css = style.css_for(url, connection.server) if url else ""  # from the EHR's own origins
     response = make_response(css)
     response.mimetype = "text/css"  # no-store like every page: it says which clinic launched
     return response

@@ -48,6 +48,11 @@ PDF = f.MINIMAL_PDF
         ("Binary/../../admin", None),
         ("Binary/%2e%2e/%2E%2E/admin", None),
         ("Binary\\..\\..\\admin", None),
+        ("Binary/%252e%252e/%252e%252e/admin", None),  # decoded twice by some servers
+        ("Binary/..%2f..%2fadmin", None),
+        ("Binary/..;/..;/admin", None),
+        ("Binary/%2e%2e%5c%2e%2e%5cadmin", None),
+        ("https://EHR.example.:443/r4/fhir/Binary/9", "https://EHR.example.:443/r4/fhir/Binary/9"),
         ("Binary/1#section", None),
         ("#contained", None),
         ("urn:uuid:5f0c8d2e-3b1a-4f7e-9a4b-1c2d3e4f5a6b", None),

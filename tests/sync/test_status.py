@@ -13,6 +13,7 @@ from portal.extensions import db
 from portal.models import SyncRun
 from portal.sync.status import connection_status, of_connections
 from tests.phr import factories as f
+from tests.plain import assert_plain
 
 
 @pytest.fixture
@@ -91,3 +92,43 @@ def test_a_run_read_after_its_end_outranks_a_connection_read_before_it(session: 
     for status in of_connections(session, account.connections, now + timedelta(minutes=1)):
         assert status.headline == "Up to date."
         assert status.last_synced == "10 Jan 2025, 12:00 UTC" and status.age == "1 minute ago"
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        "Some of your record could not be fetched (visits): the EHR answered 503.",
+        "Some of your record could not be fetched (lab results): unexpected error (KeyError).",
+        "Nothing could be fetched: Observation search did not answer a Bundle.",
+    ],
+)
+def test_a_run_error_in_technical_words_reads_plainly(session: Session, stored: str) -> None:
+    """Runs that ended before the sync wrote plain words: no status, exception or FHIR name."""
+    account = f.make_account(session)
+    connection = f.make_connection(session, account)
+    progress = {"visits": {"fetched": 3, "done": True, "error": stored}}
+    session.add(
+        SyncRun(connection_id=connection.id, status="incomplete", error=stored, progress=progress)
+    )
+    session.flush()
+    status = connection_status(session, connection)
+    general = "Some of your record could not be fetched."
+    assert status.headline == f"The last update did not finish: {general}"
+    assert_plain(status.headline)
+    (visits,) = status.progress
+    assert visits.error == general
+
+
+def test_a_run_error_in_plain_words_is_shown_as_it_is(session: Session) -> None:
+    account = f.make_account(session)
+    connection = f.make_connection(session, account)
+    words = (
+        "Riverside General Hospital sent more lab results than the portal reads in one go; "
+        "what arrived is kept."
+    )
+    session.add(SyncRun(connection_id=connection.id, status="incomplete", error=words))
+    session.flush()
+    assert (
+        connection_status(session, connection).headline
+        == f"The last update did not finish: {words}"
+    )

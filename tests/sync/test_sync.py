@@ -24,6 +24,7 @@ from portal.sync.engine import SyncSettings, enqueue, latest_run, run
 from portal.sync.worker import run_pending, start_in_background
 from tests.live import (
     Browser,
+    CuttingProxy,
     LiveEhr,
     Recorder,
     connected,
@@ -32,6 +33,7 @@ from tests.live import (
     rows,
     statements,
 )
+from tests.plain import assert_plain
 
 # The US Core types the portal reads by patient, as the bundle counts them.
 PATIENT_TYPES = {
@@ -225,7 +227,8 @@ def test_ehr_that_keeps_refusing_leaves_the_run_incomplete(
     faults.set_fault("unavailable", 1)
     done = sync_once(factory, conn, sync)
     assert done.status in ("failed", "incomplete")
-    assert done.error and "503" in done.error
+    assert done.error and "too busy" in done.error
+    assert_plain(done.error)
     assert max(sleeps) <= sync.smart.max_wait
 
 
@@ -250,6 +253,7 @@ def test_looping_next_link_is_refused_and_the_run_incomplete(
     done = sync_once(factory, conn, sync)
     assert done.status == "incomplete"
     assert done.error and "repeats a page" in done.error
+    assert_plain(done.error)
     assert any(p["error"] for p in done.progress.values())
     with factory() as session:
         connection = session.get(EhrConnection, conn)
@@ -270,6 +274,7 @@ def test_next_link_to_a_foreign_host_is_refused(
     done = sync_once(factory, conn, sync)
     assert done.status == "incomplete"
     assert done.error and "visits" in done.error and "outside" in done.error
+    assert_plain(done.error)
     assert all(r.url.host == "127.0.0.1" for r in recorder.requests)
 
 
@@ -283,6 +288,7 @@ def test_ehr_down_keeps_what_was_synced_before(
     done = sync_once(factory, conn, sync)
     assert done.status == "failed"
     assert done.error and "could not be reached" in done.error
+    assert_plain(done.error)
     assert count_by_type(factory, conn) == before
     with factory() as session:
         connection = session.get(EhrConnection, conn)
@@ -550,5 +556,77 @@ def test_start_in_background(
     with factory() as session:
         found = session.get(SyncRun, run_id)
         assert found and found.status == "complete"
+    counts = count_by_type(factory, conn)
+    assert {t: n for t, n in counts.items() if t in PATIENT_TYPES} == expected_counts(live_ehr)
+
+
+# --- connections reset in the middle of a page ---------------------------------------------------
+
+
+@contextmanager
+def behind_cutting_proxy(factory, live: LiveEhr, cut, times: int | None = None):
+    """The connection's EHR reached through a proxy that resets connections mid-page."""
+    proxy = CuttingProxy(live, cut, times)
+    with transaction(factory) as session:
+        session.execute(sa.update(EhrServer).values(fhir_base=proxy.fhir_base))
+    try:
+        yield proxy
+    finally:
+        proxy.close()
+
+
+def next_page_of_visits(target: str) -> bool:
+    return target.startswith("/fhir/Encounter?") and "_cursor=" in target
+
+
+@pytest.mark.parametrize(
+    ("cut", "section"),
+    [
+        (next_page_of_visits, "visits"),
+        (lambda t: "category=" in t and "laboratory" in t, "labs"),
+        (lambda t: "_summary=count" in t, "observations"),
+        (lambda t: t.startswith("/fhir/Practitioner"), "directory"),
+    ],
+    ids=["a next page", "a first page", "the count of observations", "referenced clinicians"],
+)
+def test_a_search_whose_every_attempt_is_cut_mid_page_fails_its_section_in_words(
+    cut, section: str, factory, conn: int, smart: SmartSettings, live_ehr: LiveEhr
+) -> None:
+    sync = SyncSettings(smart=smart, page_size=7, heartbeat_seconds=0.2)
+    with behind_cutting_proxy(factory, live_ehr, cut) as proxy:
+        done = sync_once(factory, conn, sync)
+    # every request cut was asked again until the last attempt, which failed too
+    assert set(Counter(proxy.cuts).values()) == {smart.max_attempts}
+    assert done.status in ("incomplete", "failed")
+    assert done.progress[section]["error"], done.progress
+    assert_plain(done.progress[section]["error"])
+    assert_plain(done.error)
+    assert done.error and "could not be reached, or stopped answering" in done.error
+    with factory() as session:
+        connection = session.get(EhrConnection, conn)
+        assert connection and connection.last_synced_at is None  # never shown as up to date
+
+
+def test_a_next_page_cut_on_every_attempt_keeps_the_pages_before_it(
+    factory, conn: int, smart: SmartSettings, live_ehr: LiveEhr
+) -> None:
+    sync = SyncSettings(smart=smart, page_size=7, heartbeat_seconds=0.2)
+    with behind_cutting_proxy(factory, live_ehr, next_page_of_visits) as proxy:
+        done = sync_once(factory, conn, sync)
+    assert done.status == "incomplete"
+    assert Counter(proxy.cuts) == {proxy.cuts[0]: smart.max_attempts}  # one page, retried
+    assert count_by_type(factory, conn)["Encounter"] == 7  # the first page is kept
+    assert "what arrived is kept" in (done.error or "") and "visits" in (done.error or "")
+
+
+def test_a_page_cut_fewer_times_than_the_retries_still_arrives_whole(
+    factory, conn: int, smart: SmartSettings, live_ehr: LiveEhr
+) -> None:
+    sync = SyncSettings(smart=smart, page_size=7, heartbeat_seconds=0.2)
+    times = smart.max_attempts - 1
+    with behind_cutting_proxy(factory, live_ehr, next_page_of_visits, times) as proxy:
+        done = sync_once(factory, conn, sync)
+    assert len(proxy.cuts) == times
+    assert done.status == "complete", done.error
     counts = count_by_type(factory, conn)
     assert {t: n for t, n in counts.items() if t in PATIENT_TYPES} == expected_counts(live_ehr)

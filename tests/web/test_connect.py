@@ -234,6 +234,7 @@ def test_ehr_style_is_served_checked_and_only_to_its_owner(
         return httpx.Response(200, json={"color_highlight": "#3a3f7a", "color_text": "x;}"})
 
     app.extensions["smart"].transport = httpx.MockTransport(handle)
+    app.extensions["smart"].resolver = lambda _host, _port: ["93.184.216.34"]  # ehr.example
     style.clear_cache()
     ehr_id = register(app)
     me = sign_in_as(app, client, "me@example.org")
@@ -256,6 +257,31 @@ def test_ehr_style_is_served_checked_and_only_to_its_owner(
     sign_in_as(app, stranger, "stranger@example.org")
     assert stranger.get(f"/style/{conn_id}.css").status_code == 403
     assert "/style/" not in stranger.get("/connect").text
+    style.clear_cache()
+
+
+def test_ehr_style_from_another_host_is_never_fetched(
+    app: Flask, client: FlaskClient, outbound: list[httpx.Request]
+) -> None:
+    """The token response's smart_style_url is the EHR's word: the view fetches it only from
+    the EHR's own origins (tests/smart/test_style.py has the rest)."""
+    app.extensions["smart"].resolver = lambda _host, _port: ["93.184.216.34"]
+    style.clear_cache()
+    ehr_id = register(app)
+    me = sign_in_as(app, client, "me@example.org")
+    with app.app_context():
+        conn = EhrConnection(
+            account_id=me,
+            ehr_server_id=ehr_id,
+            patient_id="p1",
+            smart_style_url="http://169.254.169.254/latest/meta-data/",
+        )
+        db.session.add(conn)
+        db.session.commit()
+        conn_id = conn.id
+    css = client.get(f"/style/{conn_id}.css")
+    assert css.status_code == 200 and css.text == ""
+    assert [r.url.host for r in outbound] == ["ehr.example"]  # its SMART configuration only
     style.clear_cache()
 
 
