@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,10 +131,20 @@ def portal_command() -> list[str]:
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     """README command 1's servers (`portal demo`), on free ports with a fresh instance folder."""
-    instance = tmp_path_factory.mktemp("demo-instance")
+    with running_demo(tmp_path_factory, "demo") as d:
+        yield d
+
+
+@contextmanager
+def running_demo(
+    tmp_path_factory: pytest.TempPathFactory, name: str, **settings: str
+) -> Iterator[Demo]:
+    """`portal demo` with its own instance (and database); `settings` are PORTAL_* variables."""
+    instance = tmp_path_factory.mktemp(f"{name}-instance")
     env = {**os.environ, "PORTAL_INSTANCE_PATH": str(instance)}
+    env.update({f"PORTAL_{key}": value for key, value in settings.items()})
     if pg_base_url():
-        env["PORTAL_DATABASE_URL"] = fresh_pg_schema(f"e2e_portal_{WORKER}")
+        env["PORTAL_DATABASE_URL"] = fresh_pg_schema(f"e2e_{name}_{WORKER}")
     port, ehr_port = _free_port_pair(), _free_port_pair()
     while ehr_port in (port, port + 1) or port in (ehr_port, ehr_port + 1):
         ehr_port = _free_port_pair()

@@ -6,3 +6,19 @@ addEventListener("pageshow", () => { leaving = false; });
 document.addEventListener("htmx:beforeOnLoad", (event) => {
   if (leaving) event.preventDefault();
 });
+
+// The session ended while this page was open (the server's session watch says so): an entry
+// form with something typed in it is sent, and the server keeps it as a draft for the next
+// sign-in; any other page goes to sign-in, so the record is not left on an unattended screen.
+let typed = false;
+document.addEventListener("input", (event) => {
+  if (event.target.closest && event.target.closest("form[data-entry-form]")) typed = true;
+});
+document.addEventListener("session-ended", (event) => {
+  const form = document.querySelector("form[data-entry-form]");
+  if (form && typed) {
+    form.requestSubmit();
+  } else {
+    location.assign(event.detail.signin);
+  }
+});

@@ -108,6 +108,7 @@ def login_required(view: F) -> F:
             return to_signin()
         return view(*args, **kwargs)
 
+    wrapped.needs_signin = True  # type: ignore[attr-defined]  # see session_pages
     return wrapped  # type: ignore[return-value]  # wraps keeps the signature
 
 
@@ -123,6 +124,7 @@ def full_session_required(view: F) -> F:
             return _go(url_for("sessions.unlock", next=_here()))
         return view(*args, **kwargs)
 
+    wrapped.needs_signin = True  # type: ignore[attr-defined]  # see session_pages
     return wrapped  # type: ignore[return-value]  # wraps keeps the signature
 
 

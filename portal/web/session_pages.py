@@ -4,9 +4,11 @@ active sessions and the password, and unlocking a launch session into a full one
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, current_app, flash, redirect, render_template, request, url_for
 from flask_htmx.responses import HTMXResponseClientRedirect
+from flask_htmx.responses import make_response as htmx_response
 from werkzeug.wrappers import Response
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, Email, EqualTo, Length
@@ -83,6 +85,16 @@ def watch_context() -> dict[str, object]:
     return {"session_watch_in": _seconds_until_warning(record.ends_at(), now, timeouts.warning)}
 
 
+def session_ended() -> Response:
+    """Tell the page its session has ended. Not a redirect yet: the page first sends an entry
+    form being typed in (kept as a draft for the next sign-in), else goes to sign-in itself
+    (static/portal.js)."""
+    found = urlsplit(to_signin().headers.get("HX-Redirect") or url_for("accounts.signin"))
+    signin = found.path + (f"?{found.query}" if found.query else "")
+    response: Response = htmx_response("", trigger={"session-ended": {"signin": signin}})
+    return response
+
+
 def _seconds_until_warning(ends: datetime, now: datetime, warning: timedelta) -> int:
     return max(1, int((ends - warning - now).total_seconds()) + 1)
 
@@ -94,7 +106,7 @@ def status() -> Response | str:
     session has ended, send the page to sign-in."""
     record = _session().record
     if record is None or _session().get("account_id") is None:
-        return to_signin()
+        return session_ended()
     now = interface().clock()
     timeouts = interface().timeouts
     left = (record.ends_at() - now).total_seconds()
@@ -113,8 +125,6 @@ def status() -> Response | str:
 @bp.post("/session/extend")
 def extend() -> Response | str:
     """ "Stay signed in": an active request, so the session's idle end moves on."""
-    if _session().get("account_id") is None:
-        return to_signin()
     timeouts = interface().timeouts
     return render_template(
         "sessions/_watch.html",
@@ -122,14 +132,23 @@ def extend() -> Response | str:
     )
 
 
+extend.needs_signin = True  # type: ignore[attr-defined]  # after the end: see stop_ended_posts
+
+
 def stop_ended_posts() -> Response | None:
-    """A form sent by a browser whose session has just ended: keep what was typed as a draft
-    for the same person's next sign-in, and go to sign-in (before CSRF, which would refuse)."""
-    current = _session() if _is_server_session() else None
-    if current is None or not current.just_ended or request.method != "POST":
+    """A form sent to a signed-in page by a browser that is not signed in (its session has
+    ended meanwhile): keep what was typed as a draft for the same person's next sign-in, and
+    go to sign-in. Ahead of CSRF, which would refuse the form of a session that is gone."""
+    current = current_session()
+    if current is None or request.method != "POST" or current.get("account_id") is not None:
         return None
+    view = current_app.view_functions.get(request.endpoint or "")
+    if not getattr(view, "needs_signin", False):
+        return None
+    if htmx:  # the page decides: send the entry form being typed in, or go to sign-in
+        return session_ended()
     ended = current.get(ENDED_KEY) or {}
-    if ended.get("account") is not None and request.endpoint != "sessions.extend":
+    if ended.get("account") is not None:
         keep_draft(int(ended["account"]))
     response: Response = to_signin()
     return response

@@ -61,7 +61,6 @@ class ServerSession(CallbackDict[str, Any], SessionMixin):
         self.connection_id = record.connection_id if record else None
         self.rotate = False  # a new id at the next save; the old session is deleted
         self.transient = False  # never saved (pages prepared in the background)
-        self.just_ended = False  # this request found the previous session over
 
     def begin(
         self, kind: SessionKind, account_id: int | None, connection_id: int | None = None
@@ -113,7 +112,6 @@ class PortalSessionInterface(SessionInterface):
         """A fresh session that remembers why the last one ended (for the sign-in page), and
         keeps a draft the person may still want."""
         session = ServerSession()
-        session.just_ended = True
         if record.account_id is not None:
             why = "absolute" if record.expires_at <= now else "idle"
             session[ENDED_KEY] = {"why": why, "account": record.account_id}

@@ -5,6 +5,7 @@ Every test runs on the database store and on Redis (the production store)."""
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Iterator
@@ -338,9 +339,10 @@ def test_the_warning_then_stay_signed_in(app: Flask, ana: int, clock: Clock) -> 
     assert reads_the_record(browser)
 
 
-def test_after_the_end_the_check_sends_the_page_to_sign_in(
+def test_after_the_end_the_check_tells_the_page_where_to_sign_in(
     app: Flask, ana: int, clock: Clock
 ) -> None:
+    """The page then sends an entry form being typed in, or goes there (static/portal.js)."""
     browser = new_browser(app)
     sign_in(browser)
     clock.advance(minutes=16)
@@ -348,7 +350,10 @@ def test_after_the_end_the_check_sends_the_page_to_sign_in(
         "/session/status",
         headers={"HX-Request": "true", "HX-Current-URL": "http://localhost/records/labs?page=2"},
     )
-    assert answer.headers["HX-Redirect"] == "/signin?next=/records/labs?page%3D2"
+    assert json.loads(answer.headers["HX-Trigger"]) == {
+        "session-ended": {"signin": "/signin?next=/records/labs?page%3D2"}
+    }
+    assert answer.text == ""
 
 
 def test_an_htmx_request_after_the_end_redirects_the_page_not_the_fragment(
@@ -420,3 +425,28 @@ def test_browser_words() -> None:
     assert browser_words(PHONE) == "Chrome Mobile on Android"
     assert browser_words("") == "Unknown browser"
     assert browser_words("something odd") == "Unknown browser"
+
+
+def test_a_form_sent_after_the_page_learnt_of_the_end_is_kept_too(
+    app: Flask, ana: int, clock: Clock
+) -> None:
+    """The session watch found the end first (and the browser got a new, empty session): the
+    form that follows is kept all the same, instead of failing its CSRF check."""
+    browser = new_browser(app)
+    sign_in(browser)
+    clock.advance(minutes=20)
+    ended = browser.get("/session/status", headers={"HX-Request": "true"})
+    assert "session-ended" in ended.headers["HX-Trigger"]
+    answer = browser.post("/entries/new/allergy", data={"name": "Kiwi from the market"})
+    assert answer.status_code == 302 and answer.headers["Location"].startswith("/signin")
+    sign_in(browser)
+    assert 'value="Kiwi from the market"' in browser.get("/entries/new/allergy").text
+
+
+def test_an_htmx_request_after_the_end_tells_the_page(app: Flask, ana: int, clock: Clock) -> None:
+    browser = new_browser(app)
+    sign_in(browser)
+    clock.advance(minutes=20)
+    stay = browser.post("/session/extend", headers={"HX-Request": "true"})
+    assert json.loads(stay.headers["HX-Trigger"])["session-ended"]["signin"].startswith("/signin")
+    assert not reads_the_record(browser)
