@@ -5,13 +5,18 @@ Passwords are hashed with argon2id (portal.accounts.passwords).
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
 import sqlalchemy as sa
-from itsdangerous import BadData, URLSafeTimedSerializer
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy.orm import Session
 
 from portal.accounts import passwords
@@ -20,7 +25,8 @@ from portal.models import Account, PasswordReset
 
 RESET_LIFETIME = timedelta(hours=1)
 SIGNUP_LIFETIME = timedelta(hours=1)
-SIGNUP_SALT = "portal.accounts.signup"
+SIGNUP_INFO = b"portal.accounts.signup"
+_now = time.time  # tests move it
 MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 1024
 
@@ -83,8 +89,12 @@ class PendingSignup:
     password_hash: str
 
 
-def _signups(secret_key: str) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(secret_key, salt=SIGNUP_SALT)
+def _signups(secret_key: str) -> Fernet:
+    """Sign-up links are encrypted, not only signed: the link travels by mail and lands in
+    browser histories, and must not show the email or the password's hash (Fernet: AES with an
+    HMAC and a timestamp, from a key of its own derived from SECRET_KEY)."""
+    hkdf = HKDF(algorithm=SHA256(), length=32, salt=None, info=SIGNUP_INFO)
+    return Fernet(base64.urlsafe_b64encode(hkdf.derive(secret_key.encode())))
 
 
 def start_signup(secret_key: str, email: str, password: str, display_name: str = "") -> str:
@@ -99,14 +109,16 @@ def start_signup(secret_key: str, email: str, password: str, display_name: str =
         "name": display_name.strip(),
         "hash": passwords.hash_password(password),
     }
-    return _signups(secret_key).dumps(payload)
+    data = json.dumps(payload, separators=(",", ":")).encode()
+    return _signups(secret_key).encrypt_at_time(data, int(_now())).decode()
 
 
 def read_signup(secret_key: str, token: str) -> PendingSignup | None:
     """The sign-up a confirmation token carries, or None if it is forged, altered or expired."""
+    lifetime = int(SIGNUP_LIFETIME.total_seconds())
     try:
-        data = _signups(secret_key).loads(token, max_age=int(SIGNUP_LIFETIME.total_seconds()))
-    except BadData:
+        data = json.loads(_signups(secret_key).decrypt_at_time(token, lifetime, int(_now())))
+    except (InvalidToken, ValueError):
         return None
     try:
         return PendingSignup(str(data["email"]), str(data["name"]), str(data["hash"]))
@@ -186,6 +198,10 @@ def _live_reset(session: Session, token: str) -> PasswordReset | None:
     )
 
 
+class WrongPassword(AccountError):
+    """The password given as the account's current one is not."""
+
+
 class EmailTaken(AccountError):
     """The email belongs to another account."""
 
@@ -202,7 +218,7 @@ def check_account_password(account: Account, password: str) -> bool:
 def change_password(session: Session, account: Account, current: str, new_password: str) -> None:
     """A new password, given the current one (the caller ends the account's other sessions)."""
     if not check_account_password(account, current):
-        raise AccountError("That is not your current password.")
+        raise WrongPassword("That is not your current password.")
     check_password(new_password)
     account.password_hash = passwords.hash_password(new_password)
     session.flush()

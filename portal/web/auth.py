@@ -121,7 +121,7 @@ def full_session_required(view: F) -> F:
         if current_account() is None:
             return to_signin()
         if is_launch_session():
-            return _go(url_for("sessions.unlock", next=_here()))
+            return go(url_for("sessions.unlock", next=_here()))
         return view(*args, **kwargs)
 
     wrapped.needs_signin = True  # type: ignore[attr-defined]  # see session_pages
@@ -139,7 +139,7 @@ def _here() -> str:
     return request.path  # the portal's forms post to the page that shows them
 
 
-def _go(target: str) -> Any:
+def go(target: str) -> Any:
     """A redirect that also works for htmx requests (which would swap the sign-in page in)."""
     if htmx:
         return HTMXResponseClientRedirect(target)
@@ -148,7 +148,7 @@ def _go(target: str) -> Any:
 
 def to_signin() -> Any:
     """To the sign-in page, then back to where the person was."""
-    return _go(url_for("accounts.signin", next=_here()))
+    return go(url_for("accounts.signin", next=_here()))
 
 
 def record_or_403(owner_id: int | None = None, action: Action | None = None) -> RecordView:

@@ -13,7 +13,7 @@ from flask import Flask
 
 # Path prefixes whose next segment is a secret. Add here every route that puts a token in
 # its path (e.g. a future invitation or sharing link): the logs of every server follow.
-TOKEN_PATHS: tuple[str, ...] = ("/reset/",)
+TOKEN_PATHS: tuple[str, ...] = ("/reset/", "/signup/confirm/")
 REDACTED = "[redacted]"
 
 _TOKEN_SEGMENT = re.compile(

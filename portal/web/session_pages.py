@@ -6,8 +6,17 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, current_app, flash, redirect, render_template, request, url_for
-from flask_htmx.responses import HTMXResponseClientRedirect
+from flask import (
+    Blueprint,
+    Flask,
+    current_app,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_htmx.responses import make_response as htmx_response
 from werkzeug.wrappers import Response
 from wtforms import EmailField, PasswordField
@@ -17,10 +26,12 @@ from portal.accounts import service
 from portal.extensions import db, htmx
 from portal.models import Account, SessionKind
 from portal.sessions import describe
+from portal.web import signin_guard
 from portal.web.auth import (
     current_account,
     end_other_sessions,
     full_session_required,
+    go,
     is_launch_session,
     keep_draft,
     login_required,
@@ -118,7 +129,7 @@ def status() -> Response | str:
     return render_template(
         "sessions/_warning.html",
         seconds_left=max(1, int(left)),
-        idle_end=record.idle_until <= record.expires_at,
+        idle_end=record.idle_until < record.expires_at,
     )
 
 
@@ -181,8 +192,6 @@ def install(app: Flask) -> None:
 @bp.get("/account")
 @full_session_required
 def account() -> str:
-    person = current_account()
-    assert person is not None
     return _account_page(PasswordChangeForm())
 
 
@@ -220,14 +229,19 @@ def change_password() -> Response | tuple[str, int]:
     assert person is not None
     form = PasswordChangeForm()
     if form.validate_on_submit():
+        pause = signin_guard.attempt(person.email or "")  # guessing here counts as at sign-in
+        if pause is not None:
+            return _paused(pause)
         try:
             service.change_password(
                 db.session, person, form.current.data or "", form.password.data or ""
             )
+        except service.WrongPassword as exc:
+            form.current.errors = [str(exc)]
         except service.AccountError as exc:
-            form.current.errors = [str(exc)] if "current" in str(exc) else []
-            form.password.errors = [] if form.current.errors else [str(exc)]
+            form.password.errors = [str(exc)]
         else:
+            signin_guard.succeeded(person.email or "")
             sign_in(person)  # a new id for this browser; every other session ends
             end_other_sessions(person)
             flash("Your password is changed. Every other session of your account has ended.")
@@ -252,7 +266,11 @@ def unlock() -> Response | str | tuple[str, int]:
     if form.validate_on_submit():
         password = form.password.data or ""
         if person.password_hash:
+            pause = signin_guard.attempt(person.email or "")  # guesses count as at sign-in
+            if pause is not None:
+                return _paused(pause)
             if service.check_account_password(person, password):
+                signin_guard.succeeded(person.email or "")
                 return _unlocked(person, next_url)
             form.password.errors = ["That is not your portal password."]
         else:
@@ -279,6 +297,12 @@ def unlock() -> Response | str | tuple[str, int]:
 def _unlocked(person: Account, next_url: str) -> Response:
     sign_in(person, kind=SessionKind.FULL)
     flash("Your whole record is open: every clinic and your own entries.")
-    if htmx:
-        return HTMXResponseClientRedirect(next_url)
-    return redirect(next_url)
+    response: Response = go(next_url)
+    return response
+
+
+def _paused(pause: signin_guard.Pause) -> Response:
+    page = render_template("accounts/signin_paused.html", pause=pause)
+    response: Response = make_response(page, 429)
+    response.headers["Retry-After"] = str(pause.retry_after)
+    return response

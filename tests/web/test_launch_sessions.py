@@ -14,6 +14,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from portal.accounts import passwords
+from portal.app import create_app
 from portal.extensions import db
 from portal.models import Account, EhrConnection, SessionKind
 from portal.phr.entries import service as entries
@@ -291,3 +292,21 @@ def test_a_launch_into_an_account_with_a_password_never_opens_it_whole(
         assert s.kind is SessionKind.LAUNCH
     assert urlsplit(second.get("/account").headers["Location"]).path == "/account/unlock"
     assert re.search("See everything", second.get("/records/").text)
+
+
+def test_guessing_the_password_from_a_launch_session_pauses_like_sign_in(
+    app: Flask, client: FlaskClient, patient: dict[str, Any]
+) -> None:
+    limited = create_app(
+        {
+            **app.config,
+            "RATELIMIT_ENABLED": True,
+            "SIGNIN_ACCOUNT_FAILURE_LIMIT": "3 per 15 minutes",
+        }
+    )
+    client = launched(limited.test_client(), patient)
+    for _ in range(3):
+        assert client.post("/account/unlock", data={"password": "a wrong guess"}).status_code == 400
+    paused = client.post("/account/unlock", data={"password": PASSWORD})
+    assert paused.status_code == 429 and "paused" in paused.text
+    assert "Beta Payer Mutual" not in client.get("/records/coverage").text

@@ -100,3 +100,13 @@ def test_the_apps_exception_log_names_no_token(
     logged = [r.getMessage() for r in caplog.records if r.name == app.logger.name]
     assert any("Exception on /reset/[redacted]/broken" in m for m in logged), logged
     assert not any("SECRET-TOKEN" in m for m in logged)
+
+
+def test_every_route_that_takes_a_token_in_its_path_is_redacted(app: Flask) -> None:
+    """A new route with a credential in its path cannot forget the request logs."""
+    taking = [r.rule for r in app.url_map.iter_rules() if "token" in r.arguments]
+    assert "/signup/confirm/<token>" in taking and "/reset/<token>" in taking
+    for rule in taking:
+        prefix = rule.split("<token>", 1)[0]
+        assert prefix in TOKEN_PATHS, rule
+        assert redact_path(prefix + "s3cret") == prefix + "[redacted]"
