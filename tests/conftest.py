@@ -6,8 +6,9 @@ Set PORTAL_TEST_DATABASE_URL=postgresql+psycopg://root@127.0.0.1:5432/test to ru
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -71,26 +72,49 @@ def database_url(instance_dir: Path) -> str:
     return url
 
 
+def app_config(database_url: str) -> dict[str, Any]:
+    """The settings of the test app."""
+    return {
+        "TESTING": True,
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": "test-secret-key-that-is-long-enough-0123456789",
+        "WTF_CSRF_ENABLED": False,
+        "RATELIMIT_ENABLED": False,
+        "MAIL_BACKEND": "outbox",
+        "JOBS_EAGER": True,
+    }
+
+
 @pytest.fixture
 def app(database_url: str) -> Iterator[Flask]:
     forget_policy()  # the CSP names registered EHRs; each test has its own registry
-    app = create_app(
-        {
-            "TESTING": True,
-            "DATABASE_URL": database_url,
-            "SECRET_KEY": "test-secret-key-that-is-long-enough-0123456789",
-            "WTF_CSRF_ENABLED": False,
-            "RATELIMIT_ENABLED": False,
-            "MAIL_BACKEND": "outbox",
-            "JOBS_EAGER": True,
-        }
-    )
+    app = create_app(app_config(database_url))
     yield app
     # Each test starts from empty tables.
     with db.engine(app).begin() as conn:
         for table in reversed(Base.metadata.sorted_tables):
             conn.execute(table.delete())
     db.engine(app).dispose()
+
+
+@pytest.fixture
+def make_app(database_url: str) -> Iterator[Callable[..., Flask]]:
+    """More apps on the test database (other settings), closed after the test: `config` in
+    place of the test app's, and `overrides` on top."""
+    made: list[Flask] = []
+
+    def make(config: dict[str, Any] | None = None, **overrides: Any) -> Flask:
+        base = app_config(database_url) if config is None else config
+        other = create_app({**base, **overrides})
+        made.append(other)
+        return other
+
+    yield make
+    for other in made:
+        store = getattr(other.session_interface, "store", None)
+        if hasattr(store, "redis"):
+            store.redis.close()  # type: ignore[union-attr]
+        db.engine(other).dispose()
 
 
 @pytest.fixture

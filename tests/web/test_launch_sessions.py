@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -14,7 +15,6 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from portal.accounts import passwords
-from portal.app import create_app
 from portal.extensions import db
 from portal.models import Account, EhrConnection, SessionKind
 from portal.phr.entries import service as entries
@@ -295,15 +295,9 @@ def test_a_launch_into_an_account_with_a_password_never_opens_it_whole(
 
 
 def test_guessing_the_password_from_a_launch_session_pauses_like_sign_in(
-    app: Flask, client: FlaskClient, patient: dict[str, Any]
+    make_app: Callable[..., Flask], patient: dict[str, Any]
 ) -> None:
-    limited = create_app(
-        {
-            **app.config,
-            "RATELIMIT_ENABLED": True,
-            "SIGNIN_ACCOUNT_FAILURE_LIMIT": "3 per 15 minutes",
-        }
-    )
+    limited = make_app(RATELIMIT_ENABLED=True, SIGNIN_ACCOUNT_FAILURE_LIMIT="3 per 15 minutes")
     client = launched(limited.test_client(), patient)
     for _ in range(3):
         assert client.post("/account/unlock", data={"password": "a wrong guess"}).status_code == 400

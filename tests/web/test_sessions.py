@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from http.cookies import SimpleCookie
 
@@ -18,7 +18,6 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from portal.accounts import passwords, service
-from portal.app import create_app
 from portal.db import utcnow
 from portal.extensions import db
 from portal.sessions import browser_words, digest
@@ -47,18 +46,19 @@ class Clock:
 
 
 @pytest.fixture(params=["database", "redis"])
-def app(request: pytest.FixtureRequest, app: Flask, database_url: str) -> Iterator[Flask]:
+def app(
+    request: pytest.FixtureRequest, app: Flask, make_app: Callable[..., Flask]
+) -> Iterator[Flask]:
     """The portal app with sessions in the database, then in Redis."""
     if request.param == "database":
         yield app
         return
     prefix = f"portal-test-{uuid.uuid4().hex}:"
-    redis_app = create_app({**app.config, "REDIS_URL": REDIS_URL, "REDIS_KEY_PREFIX": prefix})
-    yield redis_app
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(f"{prefix}*"))
-    if keys:
-        client.delete(*keys)
+    yield make_app(REDIS_URL=REDIS_URL, REDIS_KEY_PREFIX=prefix)
+    with redis.Redis.from_url(REDIS_URL) as client:
+        keys = list(client.scan_iter(f"{prefix}*"))
+        if keys:
+            client.delete(*keys)
 
 
 @pytest.fixture
@@ -132,8 +132,10 @@ def test_the_cookie_flags(app: Flask, ana: int) -> None:
     assert "Expires" not in header and "Max-Age" not in header  # gone with the browser
 
 
-def test_production_uses_a_host_prefixed_secure_cookie(database_url: str, tmp_path) -> None:
-    prod = create_app(
+def test_production_uses_a_host_prefixed_secure_cookie(
+    database_url: str, make_app: Callable[..., Flask]
+) -> None:
+    prod = make_app(
         {
             "ENV": "production",
             "TESTING": True,
@@ -298,8 +300,8 @@ def test_the_absolute_lifetime_ends_even_a_busy_session(app: Flask, ana: int, cl
     assert "signed in for 12 hours" in browser.get(answer.headers["Location"]).text
 
 
-def test_timeouts_are_configurable(app: Flask, ana: int) -> None:
-    short = create_app({**app.config, "SESSION_IDLE_TIMEOUT": 120, "SESSION_ABSOLUTE_TIMEOUT": 600})
+def test_timeouts_are_configurable(app: Flask, ana: int, make_app: Callable[..., Flask]) -> None:
+    short = make_app(app.config, SESSION_IDLE_TIMEOUT=120, SESSION_ABSOLUTE_TIMEOUT=600)
     clock = Clock()
     short.session_interface.clock = clock  # type: ignore[attr-defined]
     browser = new_browser(short)
