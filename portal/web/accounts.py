@@ -19,15 +19,15 @@ from flask import (
     url_for,
 )
 from flask.blueprints import BlueprintSetupState
-from wtforms import EmailField, PasswordField, StringField
-from wtforms.validators import DataRequired, Email, EqualTo, Length, Optional
+from wtforms import EmailField, StringField
+from wtforms.validators import DataRequired, Email, Length, Optional
 
 from portal import jobs
 from portal.accounts import passwords, service
 from portal.extensions import db, limiter
 from portal.web import account_mail, signin_guard
 from portal.web.auth import current_account, end_other_sessions, safe_next, sign_in, sign_out
-from portal.web.forms import PortalForm
+from portal.web.forms import PortalForm, current_password, new_password, repeated_password
 from portal.web.sessions import DRAFT_KEY, ENDED_KEY
 
 bp = Blueprint("accounts", __name__)
@@ -38,22 +38,11 @@ def _configure(state: BlueprintSetupState) -> None:
     passwords.set_max_concurrent(state.app.config["PASSWORD_MAX_CONCURRENT_VERIFIES"])
 
 
-PASSWORD = [
-    DataRequired(),
-    Length(min=service.MIN_PASSWORD_LENGTH, max=service.MAX_PASSWORD_LENGTH),
-]
-
-
 class SignUpForm(PortalForm):
     display_name = StringField("Your name", validators=[Optional(), Length(max=200)])
     email = EmailField("Email", validators=[DataRequired(), Email(), Length(max=320)])
-    password = PasswordField(
-        f"Password (at least {service.MIN_PASSWORD_LENGTH} characters)", validators=PASSWORD
-    )
-    confirm = PasswordField(
-        "Repeat the password",
-        validators=[DataRequired(), EqualTo("password", message="The passwords differ.")],
-    )
+    password = new_password()
+    confirm = repeated_password()
 
 
 class ConfirmForm(PortalForm):
@@ -62,7 +51,7 @@ class ConfirmForm(PortalForm):
 
 class SignInForm(PortalForm):
     email = EmailField("Email", validators=[DataRequired(), Length(max=320)])
-    password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
+    password = current_password("Password")
 
 
 class ResetRequestForm(PortalForm):
@@ -70,13 +59,8 @@ class ResetRequestForm(PortalForm):
 
 
 class ResetForm(PortalForm):
-    password = PasswordField(
-        f"New password (at least {service.MIN_PASSWORD_LENGTH} characters)", validators=PASSWORD
-    )
-    confirm = PasswordField(
-        "Repeat the new password",
-        validators=[DataRequired(), EqualTo("password", message="The passwords differ.")],
-    )
+    password = new_password("New password")
+    confirm = repeated_password("Repeat the new password")
 
 
 def _signin_limit() -> str:

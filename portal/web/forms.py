@@ -9,7 +9,10 @@ from flask import flash, session
 from flask_wtf import FlaskForm
 from flask_wtf.form import _Auto
 from werkzeug.datastructures import MultiDict
+from wtforms import PasswordField
+from wtforms.validators import DataRequired, EqualTo, Length
 
+from portal.accounts import service
 from portal.web.sessions import DRAFT_KEY
 
 
@@ -45,3 +48,28 @@ def _take_draft() -> dict[str, list[str]] | None:
     session.pop(DRAFT_KEY, None)
     fields: dict[str, list[str]] = draft.get("fields") or {}
     return fields
+
+
+def new_password(label: str = "Password") -> PasswordField:
+    """A password being chosen: long enough, and not longer than the portal hashes."""
+    return PasswordField(
+        f"{label} (at least {service.MIN_PASSWORD_LENGTH} characters)",
+        validators=[
+            DataRequired(),
+            Length(min=service.MIN_PASSWORD_LENGTH, max=service.MAX_PASSWORD_LENGTH),
+        ],
+    )
+
+
+def repeated_password(label: str = "Repeat the password") -> PasswordField:
+    """The chosen password again (the field before it is called `password`)."""
+    return PasswordField(
+        label, validators=[DataRequired(), EqualTo("password", message="The passwords differ.")]
+    )
+
+
+def current_password(label: str) -> PasswordField:
+    """A password the person already has."""
+    return PasswordField(
+        label, validators=[DataRequired(), Length(max=service.MAX_PASSWORD_LENGTH)]
+    )

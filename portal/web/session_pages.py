@@ -19,8 +19,8 @@ from flask import (
 )
 from flask_htmx.responses import make_response as htmx_response
 from werkzeug.wrappers import Response
-from wtforms import EmailField, PasswordField
-from wtforms.validators import DataRequired, Email, EqualTo, Length
+from wtforms import EmailField
+from wtforms.validators import DataRequired, Email, Length
 
 from portal.accounts import service
 from portal.extensions import db, htmx
@@ -39,42 +39,28 @@ from portal.web.auth import (
     sign_in,
     to_signin,
 )
-from portal.web.forms import PortalForm
+from portal.web.forms import PortalForm, current_password, new_password, repeated_password
 from portal.web.sessions import ENDED_KEY, ServerSession, current_session, interface, passive
 
 bp = Blueprint("sessions", __name__)
 
-NEW_PASSWORD = [DataRequired(), Length(min=service.MIN_PASSWORD_LENGTH, max=1024)]
-
 
 class PasswordChangeForm(PortalForm):
-    current = PasswordField("Your current password", validators=[DataRequired(), Length(max=1024)])
-    password = PasswordField(
-        f"New password (at least {service.MIN_PASSWORD_LENGTH} characters)",
-        validators=NEW_PASSWORD,
-    )
-    confirm = PasswordField(
-        "Repeat the new password",
-        validators=[DataRequired(), EqualTo("password", message="The passwords differ.")],
-    )
+    current = current_password("Your current password")
+    password = new_password("New password")
+    confirm = repeated_password("Repeat the new password")
 
 
 class UnlockForm(PortalForm):
-    password = PasswordField("Your portal password", validators=[DataRequired(), Length(max=1024)])
+    password = current_password("Your portal password")
 
 
 class FirstPasswordForm(PortalForm):
     email = EmailField(
         "Your email (you sign in with it)", validators=[DataRequired(), Email(), Length(max=320)]
     )
-    password = PasswordField(
-        f"Choose a password (at least {service.MIN_PASSWORD_LENGTH} characters)",
-        validators=NEW_PASSWORD,
-    )
-    confirm = PasswordField(
-        "Repeat the password",
-        validators=[DataRequired(), EqualTo("password", message="The passwords differ.")],
-    )
+    password = new_password("Choose a password")
+    confirm = repeated_password()
 
 
 def _session() -> ServerSession:
