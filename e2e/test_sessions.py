@@ -118,3 +118,7 @@ def test_an_ehr_launch_shows_only_that_clinic_until_the_password(demo: Demo, pag
     expect(page.get_by_role("heading", name="Your clinics")).to_be_visible()
     page.goto(f"{demo.portal}/records/care-team")
     expect(page.get_by_text("Lakeside Family Clinic").first).to_be_visible()
+    page.goto(f"{demo.portal}/account")  # both sessions of this browser's person are listed
+    expect(page.get_by_role("heading", name="Where you are signed in")).to_be_visible()
+    expect(page.get_by_text("This browser")).to_be_visible()
+    screenshot(page, "account-sessions")

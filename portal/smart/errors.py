@@ -132,12 +132,15 @@ class SetupProblem(SmartError):
 
     title = _SETUP_TITLE
     words = _SETUP
-    status = 500  # neither the patient's doing nor the EHR's nonsense, nor temporary
+    # The clinic refused the portal's registration: an upstream answer (Bad Gateway), neither
+    # the patient's doing nor temporary; the page and the log say it is a set-up problem.
+    status = 502
 
 
 class ConfigurationError(SetupProblem):
     """The portal's own setup for this EHR is incomplete (missing key, secret, endpoint)."""
 
+    status = 500  # our side
 
 class RegistrationRejected(SetupProblem):
     """The EHR refused the portal itself: unknown or unauthorised client, redirect URI or
@@ -156,7 +159,7 @@ class DiscoveryRefused(DiscoveryError):
 
     title = _SETUP_TITLE
     words = _SETUP
-    status = 500
+    status = 502
 
 
 class DiscoveryUnavailable(DiscoveryError):

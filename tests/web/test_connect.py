@@ -330,7 +330,7 @@ PATIENT_WORDS = {
 }
 STATUS = {
     "refused": 403,
-    "setup": 500,
+    "setup": 502,
     "temporary": 503,
     "restart": 400,
     "nonsense": 502,
