@@ -57,6 +57,8 @@ PAGES = [
     "/records/care-plans",
     "/records/care-team",
     "/records/coverage",
+    "/records/social-history",
+    "/records/questionnaires",
 ]
 
 

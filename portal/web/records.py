@@ -32,9 +32,9 @@ from werkzeug.exceptions import NotFound
 from portal.db import utcnow
 from portal.extensions import db
 from portal.models import EhrConnection, SyncRun
+from portal.phr import answers, launch, lists, snapshots
 from portal.phr import documents as docs
 from portal.phr import labs as lab_results
-from portal.phr import launch, lists, snapshots
 from portal.phr import records as rec
 from portal.phr import summary as summ
 from portal.phr import visits as visit_timeline
@@ -56,6 +56,8 @@ SECTIONS = (
     ("records.immunizations", "Immunizations", "immunizations"),
     ("records.labs", "Lab results", "labs"),
     ("records.vitals", "Vitals", "vitals"),
+    ("records.social_history", "Social history", "social"),
+    ("records.questionnaires", "Questionnaires", "surveys"),
     ("records.visits", "Visits", "visits"),
     ("records.procedures", "Procedures", "procedures"),
     ("records.documents", "Documents", "documents"),
@@ -226,7 +228,10 @@ def summary() -> Response:
         "records/summary.html",
         "content",
         "Summary",
-        lambda: {"summary": summ.summary(records, utcnow())},
+        lambda: {
+            "summary": summ.summary(records, utcnow()),
+            "social": answers.latest_social(records) if records.view.allows("social") else [],
+        },
         top=top,
     )
 
@@ -393,6 +398,34 @@ def vital_history(kind: str) -> Response:
         return {"card": card, "page_title": f"{card.name} · Vital signs"}
 
     return _page(records, "records/vital_history.html", "history", "Vital signs", build, kind)
+
+
+@bp.get("/social-history")
+@login_required
+def social_history() -> Response:
+    record = record_or_403()
+    records = _records(record, "social")
+    return _page(
+        records,
+        "records/social_history.html",
+        "list",
+        "Social history",
+        lambda: {"topics": answers.social_history(records), "state": records.section("social")},
+    )
+
+
+@bp.get("/questionnaires")
+@login_required
+def questionnaires() -> Response:
+    record = record_or_403()
+    records = _records(record, "surveys")
+    return _page(
+        records,
+        "records/questionnaires.html",
+        "list",
+        "Questionnaires",
+        lambda: {"topics": answers.questionnaires(records), "state": records.section("surveys")},
+    )
 
 
 @bp.get("/visits")

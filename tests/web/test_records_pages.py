@@ -188,6 +188,8 @@ SECTION_PAGES = {
     "/records/documents": "documents",
     "/records/care-team": "your care team",
     "/records/coverage": "insurance coverage",
+    "/records/social-history": "social history",
+    "/records/questionnaires": "questionnaires",
 }
 EMPTY = {"your care team": "care team"}
 
@@ -440,6 +442,8 @@ TITLES = {
     "/records/care-plans": "Care plans and goals",
     "/records/care-team": "Care team",
     "/records/coverage": "Coverage",
+    "/records/social-history": "Social history",
+    "/records/questionnaires": "Questionnaires",
     "/records/vitals/weight": "Weight · Vital signs",
 }
 

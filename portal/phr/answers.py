@@ -1,0 +1,155 @@
+"""What the patient told their clinics: social history (smoking, alcohol, housing, work) and
+questionnaires (PHQ-9, GAD-7, AUDIT-C...), each instrument with its scores over time.
+
+Social history is US Core's `social-history` category, and also the social-history LOINC codes
+clinics file under `survey` (Synthea files smoking status there): where a patient looks for
+"do I smoke" does not depend on the clinic's category.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+
+from portal.models import FhirRecord
+from portal.phr.records import Records, Row
+from portal.phr.words import concept_text, date_text, lab_name, value_text
+
+VALUE_KINDS = (
+    "Quantity",
+    "CodeableConcept",
+    "String",
+    "Boolean",
+    "Integer",
+    "Range",
+    "Ratio",
+    "DateTime",
+    "Period",
+    "Time",
+)
+
+# Social-history LOINC codes (US Core's smoking status and the common social determinants).
+SOCIAL_CODES = frozenset(
+    {
+        "72166-2",  # tobacco smoking status
+        "11367-0",  # history of tobacco use
+        "39240-7",  # tobacco use (other)
+        "11331-6",  # history of alcohol use
+        "74013-4",  # alcoholic drinks per day
+        "11341-5",  # history of occupation
+        "85658-3",  # occupation
+        "71802-3",  # housing status
+        "93033-9",  # worried about losing housing
+        "63586-2",  # family income
+        "82589-3",  # highest level of education
+        "76513-1",  # how hard to pay for basics
+        "93030-5",  # lack of transportation
+    }
+)
+# What the pages read of each answer (the rest of the resource stays in the database).
+ELEMENTS = (
+    "code",
+    "effectiveDateTime",
+    "effectivePeriod",
+    "issued",
+    "component",
+    "dataAbsentReason",
+    *(f"value{kind}" for kind in VALUE_KINDS),
+)
+EARLIER_SHOWN = 10  # earlier answers listed under each topic
+
+
+@dataclass(frozen=True)
+class Answer:
+    id: int
+    value: str
+    date: str | None
+    source: str
+    parts: tuple[tuple[str, str], ...] = ()  # a questionnaire's questions and answers
+
+
+@dataclass(frozen=True)
+class Topic:
+    """One thing asked (smoking status, a questionnaire): the latest answer, then earlier ones."""
+
+    key: str
+    name: str
+    latest: Answer
+    earlier: tuple[Answer, ...] = ()
+    count: int = 1
+    sources: tuple[str, ...] = field(default=())
+
+
+def _is_social() -> sa.ColumnElement[bool]:
+    return sa.or_(FhirRecord.category == "social", FhirRecord.code.in_(SOCIAL_CODES))
+
+
+def social_history(records: Records) -> list[Topic]:
+    """Smoking, alcohol, housing, work...: each topic's latest answer first."""
+    rows = records.rows(["social", "surveys"], where=[_is_social()], elements=ELEMENTS)
+    return _topics(records, rows)
+
+
+def questionnaires(records: Records) -> list[Topic]:
+    """Each questionnaire or score, with every time it was answered (newest first)."""
+    rows = records.rows(["surveys"], where=[sa.not_(_is_social())], elements=ELEMENTS)
+    return _topics(records, rows)
+
+
+def latest_social(records: Records, limit: int = 4) -> list[Topic]:
+    """The summary's social history: the newest topics' latest answers."""
+    return social_history(records)[:limit]
+
+
+def _topics(records: Records, rows: list[Row]) -> list[Topic]:
+    grouped: dict[str, list[Row]] = {}
+    for row in rows:  # newest first: the first of each key is its latest answer
+        grouped.setdefault(row.code or (row.display or "").lower(), []).append(row)
+    topics = []
+    for key, members in grouped.items():
+        answers = _distinct([_answer(records, row) for row in members])
+        topics.append(
+            Topic(
+                key=key,
+                name=_name(members[0]),
+                latest=answers[0],
+                earlier=tuple(answers[1 : 1 + EARLIER_SHOWN]),
+                count=len(answers),
+                sources=tuple(dict.fromkeys(records.source(r) for r in members)),
+            )
+        )
+    return topics
+
+
+def _distinct(answers: list[Answer]) -> list[Answer]:
+    """One answer per day and value: two clinics reporting the same answer count once."""
+    seen: set[tuple[str | None, str]] = set()
+    out = []
+    for answer in answers:
+        if (answer.date, answer.value) not in seen:
+            seen.add((answer.date, answer.value))
+            out.append(answer)
+    return out
+
+
+def _name(row: Row) -> str:
+    return lab_name(concept_text(row.raw.get("code")) or row.display or "Unnamed question")
+
+
+def _answer(records: Records, row: Row) -> Answer:
+    raw = row.raw
+    parts = tuple(
+        (concept_text(c.get("code")) or "Question", value_text(c) or "No answer")
+        for c in raw.get("component") or []
+        if isinstance(c, dict)
+    )
+    value = value_text(raw) or ("See the answers below" if parts else "No answer recorded")
+    moment = raw.get("effectiveDateTime") or (raw.get("effectivePeriod") or {}).get("start")
+    return Answer(
+        id=row.id,
+        value=value,
+        date=date_text(moment or raw.get("issued")),
+        source=records.source(row),
+        parts=parts,
+    )
