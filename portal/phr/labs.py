@@ -67,6 +67,10 @@ ELEMENTS = (
     "interpretation",
     "note",
 )
+# What the results pages list: lab results, and the measurements filed elsewhere or nowhere
+# (an ejection fraction under `imaging`, a polyp's size under `procedure`, Synthea's misspelled
+# `vital-sign`): a patient looks for them among their results, not only inside a visit.
+RESULTS = ("labs", "observations")
 TESTS_PER_PAGE = 6
 CHART_POINTS = 30  # the overview charts each test's latest results; its own page has them all
 RECENT_IN_CARD = 3
@@ -177,7 +181,7 @@ def overview(records: Records, page: int = 1, size: int = TESTS_PER_PAGE) -> Lab
     else:
         where.append(sa.and_(FhirRecord.code.is_(None), FhirRecord.display.in_(names)))
     by_key: dict[str, list[Row]] = {}
-    for row, _ in records.recent_per_code(["labs"], CHART_POINTS, where=where, elements=ELEMENTS):
+    for row, _ in records.recent_per_code(RESULTS, CHART_POINTS, where=where, elements=ELEMENTS):
         by_key.setdefault(test_key(row.code, row.display), []).append(row)
     tests = [
         build_test(records, g.key, by_key[g.key], compact=True, total=g.count)
@@ -195,7 +199,7 @@ def _groups(records: Records) -> list[_Group]:
         sa.select(
             FhirRecord.code, name, sa.func.count(), sa.func.max(FhirRecord.effective_at)
         ).group_by(FhirRecord.code, name),
-        ["labs"],
+        RESULTS,
     )
     groups = []
     for code, display, count, latest in records.session.execute(query):
@@ -208,7 +212,7 @@ def _groups(records: Records) -> list[_Group]:
 
 def test_history(records: Records, key: str) -> LabTest | None:
     """Every result of one test (None when this record has none)."""
-    rows = records.rows(["labs"], where=[_key_filter(key)], elements=ELEMENTS)
+    rows = records.rows(RESULTS, where=[_key_filter(key)], elements=ELEMENTS)
     return build_test(records, key, rows) if rows else None
 
 

@@ -147,3 +147,19 @@ def test_nothing_to_show_says_so(app: Flask, client: FlaskClient) -> None:
         begin(session, account_id)
     text = main(client.get("/records/questionnaires").text)
     assert 'class="empty' in text and "<article" not in text
+
+
+def test_measurements_filed_outside_the_lab_category_are_among_the_results(
+    app: Flask, client: FlaskClient
+) -> None:
+    """Fletcher Hyatt's ejection fraction is filed under `imaging` and `vital-sign`."""
+    with app.app_context():
+        account, _connection, _ = f.patient_with(db.session, "fletcher_hyatt")
+        db.session.commit()
+        account_id = account.id
+    with client.session_transaction() as session:
+        begin(session, account_id)
+    listed = [client.get(f"/records/labs?page={n}").text for n in range(1, 30)]
+    assert any("Left ventricular Ejection fraction" in main(page) for page in listed)
+    history = client.get("/records/labs/test/10230-1")
+    assert history.status_code == 200 and "Left ventricular Ejection fraction" in history.text

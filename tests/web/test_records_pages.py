@@ -11,6 +11,7 @@ from flask.testing import FlaskClient
 
 from portal.extensions import db
 from portal.models import SyncRun
+from portal.phr import labs
 from portal.phr.classify import classify
 from tests.phr import factories as f
 from tests.sessions import begin
@@ -62,7 +63,7 @@ def test_summary(client: FlaskClient, vito: list[dict[str, Any]]) -> None:
 def test_lab_results_shown_equal_the_lab_observations(
     client: FlaskClient, vito: list[dict[str, Any]]
 ) -> None:
-    expected = count(vito, "labs")
+    expected = sum(count(vito, category) for category in labs.RESULTS)
     first = client.get("/records/labs").text
     assert f"{expected} results from" in first
     pages = int(re.search(r"Page 1 of (\d+)", first).group(1))  # type: ignore[union-attr]
