@@ -32,13 +32,14 @@ sys.path.insert(0, str(REPO))
 import sqlalchemy as sa  # noqa: E402
 
 from portal.models import SessionKind  # noqa: E402
+from portal.smart import scopes  # noqa: E402
 
 TARGET = 5000
 RUNS = 40
 BUILT_RUNS = 10
 WARMUP = 5
 # Types the portal never asks for (see portal.smart.scopes): the sync does not store them.
-SKIPPED = {"Claim", "ExplanationOfBenefit"}
+ASKED = set(scopes.resource_types())
 PAGES = [
     "/records/",
     "/records/problems",
@@ -59,6 +60,7 @@ PAGES = [
     "/records/coverage",
     "/records/social-history",
     "/records/questionnaires",
+    "/records/bills",
 ]
 
 
@@ -101,7 +103,7 @@ def merged_patient() -> list[dict[str, Any]]:
             text = text.replace(f'"{old}"', f'"{new}"')
         for entry in json.loads(text)["entry"]:
             resource = entry["resource"]
-            if resource["resourceType"] in SKIPPED:
+            if resource["resourceType"] not in ASKED:
                 continue
             if resource["resourceType"] == "Patient" and resources:
                 continue

@@ -38,6 +38,8 @@ TYPE_CATEGORIES = {
     "Location": "directory",
     "Provenance": "provenance",
     "ImagingStudy": "imaging",
+    "Claim": "claims",
+    "ExplanationOfBenefit": "claims",
 }
 # Code-bearing elements, in order of preference.
 CODE_ELEMENTS = ("code", "vaccineCode", "medicationCodeableConcept", "type", "class")
@@ -57,6 +59,7 @@ DATE_ELEMENTS = (
     "date",
     "issued",
     "startDate",
+    "billablePeriod",
     "created",
     "birthDate",
 )

@@ -57,6 +57,7 @@ CATEGORY_SECTIONS: dict[str, tuple[str, ...]] = {
     "goals": ("careplans",),
     "careteam": ("careteam",),
     "coverage": ("coverage",),
+    "claims": ("claims",),
     "directory": ("directory",),
 }
 # Where SECTION_NAMES does not read well after "No ... on record."

@@ -29,6 +29,7 @@ SECTION_SOURCES: dict[str, tuple[tuple[str, str | None], ...]] = {
     "careplans": (("CarePlan", None), ("Goal", None)),
     "careteam": (("CareTeam", None),),
     "coverage": (("Coverage", None),),
+    "claims": (("Claim", None), ("ExplanationOfBenefit", None)),
     "directory": (("Practitioner", None), ("Organization", None)),
 }
 # What a patient reads in the page when a section was not shared.
@@ -48,6 +49,7 @@ SECTION_NAMES = {
     "careplans": "care plans and goals",
     "careteam": "your care team",
     "coverage": "insurance coverage",
+    "claims": "bills and claims",
     "directory": "clinician and clinic details",
 }
 IDENTITY = ("openid", "fhirUser")

@@ -32,7 +32,7 @@ from werkzeug.exceptions import NotFound
 from portal.db import utcnow
 from portal.extensions import db
 from portal.models import EhrConnection, SyncRun
-from portal.phr import answers, launch, lists, snapshots
+from portal.phr import answers, claims, launch, lists, snapshots
 from portal.phr import documents as docs
 from portal.phr import labs as lab_results
 from portal.phr import records as rec
@@ -64,6 +64,7 @@ SECTIONS = (
     ("records.care_plans", "Care plans", "careplans"),
     ("records.care_team", "Care team", "careteam"),
     ("records.coverage", "Coverage", "coverage"),
+    ("records.bills", "Bills and claims", "claims"),
 )
 SECTION_PAGES = {section: endpoint for endpoint, _label, section in SECTIONS if section}
 # Prepared as soon as a sync ends: where a patient lands and the first page of each section.
@@ -400,6 +401,22 @@ def vital_history(kind: str) -> Response:
     return _page(records, "records/vital_history.html", "history", "Vital signs", build, kind)
 
 
+@bp.get("/bills")
+@login_required
+def bills() -> Response:
+    record = record_or_403()
+    records = _records(record, "claims")
+    number = _int_arg("page")
+    return _page(
+        records,
+        "records/bills.html",
+        "list",
+        "Bills and claims",
+        lambda: {"page": claims.bills(records, number), "state": records.section("claims")},
+        number,
+    )
+
+
 @bp.get("/social-history")
 @login_required
 def social_history() -> Response:
@@ -565,5 +582,10 @@ def coverage() -> Response:
         "records/coverage.html",
         "content",
         "Coverage",
-        lambda: {"items": lists.coverage(records), "state": records.section("coverage")},
+        lambda: {
+            "items": lists.coverage(records),
+            "state": records.section("coverage"),
+            # No coverage shared: the insurers the bills name, said to come from the bills.
+            "insurers": claims.insurers(records) if records.view.allows("claims") else [],
+        },
     )

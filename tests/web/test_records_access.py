@@ -39,6 +39,7 @@ PAGES = [
     "/records/care-plans",
     "/records/care-team",
     "/records/coverage",
+    "/records/bills",
     "/records/social-history",
     "/records/questionnaires",
 ]

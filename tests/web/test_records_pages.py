@@ -191,6 +191,7 @@ SECTION_PAGES = {
     "/records/coverage": "insurance coverage",
     "/records/social-history": "social history",
     "/records/questionnaires": "questionnaires",
+    "/records/bills": "bills and claims",
 }
 EMPTY = {"your care team": "care team"}
 
@@ -445,6 +446,7 @@ TITLES = {
     "/records/coverage": "Coverage",
     "/records/social-history": "Social history",
     "/records/questionnaires": "Questionnaires",
+    "/records/bills": "Bills and claims",
     "/records/vitals/weight": "Weight · Vital signs",
 }
 

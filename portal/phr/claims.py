@@ -1,0 +1,212 @@
+"""Bills and claims: what a clinic billed for a visit, what insurance paid, what is left for
+the patient, read from Claim and ExplanationOfBenefit (the insurer's answer to a claim).
+
+An explanation of benefit says more than its claim, so a claim it answers is shown through it;
+a claim nobody answered yet is shown alone. Amounts the sources do not state are said to be
+unknown, never computed from the others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from portal.phr.classify import codes_of
+from portal.phr.records import Page, Records, Row
+from portal.phr.words import concept_text, date_text
+
+ELEMENTS = (
+    "billablePeriod",
+    "created",
+    "provider",
+    "insurer",
+    "insurance",
+    "claim",
+    "total",
+    "payment",
+    "item",
+    "status",
+    "outcome",
+)
+ITEMS_SHOWN = 3  # what a bill was for: the first few of its lines
+# Adjudication categories (terminology.hl7.org CodeSystem/adjudication) that are the patient's.
+PATIENT_SHARE = ("copay", "deductible", "patientpay")
+
+
+@dataclass(frozen=True)
+class Bill:
+    id: int
+    date: str | None
+    provider: str | None
+    services: tuple[str, ...]
+    more_services: int
+    billed: str | None
+    insurance_paid: str | None
+    you_owe: str | None
+    insurer: str | None
+    answered: bool  # the insurer's explanation is there (not only the claim)
+    source: str
+
+
+@dataclass(frozen=True)
+class Insurer:
+    """An insurer named on bills, when the clinic shared no coverage: since when, until when."""
+
+    name: str
+    first: str | None
+    last: str | None
+    bills: int
+
+
+def bills(records: Records, page: int = 1, size: int = 25) -> Page[Bill]:
+    """Bills newest first: each explanation of benefit, and each claim none answers."""
+    rows = records.rows(["claims"], elements=ELEMENTS)
+    answered = {
+        (row.connection_id, reference)
+        for row in rows
+        if row.resource_type == "ExplanationOfBenefit"
+        for reference in [_reference(row.raw.get("claim"))]
+        if reference
+    }
+    shown = [
+        row
+        for row in rows
+        if row.resource_type == "ExplanationOfBenefit"
+        or (row.connection_id, row.ref) not in answered
+    ]
+    total = len(shown)
+    pages = max(1, -(-total // size))
+    number = min(max(1, page), pages)
+    chosen = shown[(number - 1) * size : number * size]
+    names = records.names(chosen, "provider")
+    return Page([_bill(records, names, row) for row in chosen], number, size, total)
+
+
+def insurers(records: Records) -> list[Insurer]:
+    """Insurers named on the bills, most recent first (for a record without coverage)."""
+    found: dict[str, list[Row]] = {}
+    for row in records.rows(["claims"], elements=ELEMENTS):
+        name = _insurer(row.raw)
+        if name:
+            found.setdefault(name, []).append(row)
+    out = []
+    for name, rows in found.items():
+        dates = [r.effective_at for r in rows if r.effective_at]
+        out.append(
+            Insurer(
+                name=name,
+                first=date_text(min(dates).isoformat()) if dates else None,
+                last=date_text(max(dates).isoformat()) if dates else None,
+                bills=len(rows),
+            )
+        )
+    return out
+
+
+def _bill(records: Records, names: dict[tuple[int, str], str], row: Row) -> Bill:
+    raw = row.raw
+    eob = row.resource_type == "ExplanationOfBenefit"
+    services = [
+        text
+        for item in raw.get("item") or []
+        if isinstance(item, dict)
+        for text in [concept_text(item.get("productOrService"))]
+        if text
+    ]
+    services = list(dict.fromkeys(services))
+    period = raw.get("billablePeriod")
+    period = period if isinstance(period, dict) else {}
+    return Bill(
+        id=row.id,
+        date=date_text(period.get("start") or raw.get("created")),
+        provider=records.ref_name(names, row, raw.get("provider")),
+        services=tuple(services[:ITEMS_SHOWN]),
+        more_services=max(0, len(services) - ITEMS_SHOWN),
+        billed=_money(_billed(raw, eob)),
+        insurance_paid=_money((raw.get("payment") or {}).get("amount")) if eob else None,
+        you_owe=_money(_patient_share(raw)) if eob else None,
+        insurer=_insurer(raw),
+        answered=eob,
+        source=records.source(row),
+    )
+
+
+def _billed(raw: dict[str, Any], eob: bool) -> Any:
+    if not eob:
+        return raw.get("total")
+    return next(
+        (
+            t.get("amount")
+            for t in raw.get("total") or []
+            if isinstance(t, dict) and "submitted" in codes_of(t.get("category"))
+        ),
+        None,
+    )
+
+
+def _patient_share(raw: dict[str, Any]) -> dict[str, Any] | None:
+    """The patient's part as the insurer states it: a `patientpay` total, else the sum of the
+    lines' copay, deductible and patient-pay adjudications; None when it says neither."""
+    for t in raw.get("total") or []:
+        if isinstance(t, dict) and "patientpay" in codes_of(t.get("category")):
+            amount = t.get("amount")
+            return amount if isinstance(amount, dict) else None
+    parts = [
+        a.get("amount")
+        for item in raw.get("item") or []
+        if isinstance(item, dict)
+        for a in item.get("adjudication") or []
+        if isinstance(a, dict) and set(codes_of(a.get("category"))) & set(PATIENT_SHARE)
+    ]
+    values = [p for p in parts if isinstance(p, dict) and _amount(p) is not None]
+    if not values:
+        return None
+    currency = values[0].get("currency")
+    return {"value": sum(_amount(v) or Decimal(0) for v in values), "currency": currency}
+
+
+def _amount(money: dict[str, Any]) -> Decimal | None:
+    value = money.get("value")
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        return None
+    return Decimal(str(value))
+
+
+def _money(money: Any) -> str | None:
+    """ "$125.00", "€12.50", "12.50 CHF"."""
+    if not isinstance(money, dict):
+        return None
+    value = _amount(money)
+    if value is None:
+        return None
+    currency = str(money.get("currency") or "USD")
+    text = f"{value.quantize(Decimal('0.01')):,}"
+    symbol = {"USD": "$", "EUR": "€", "GBP": "£"}.get(currency)
+    return f"{symbol}{text}" if symbol else f"{text} {currency}"
+
+
+def _insurer(raw: dict[str, Any]) -> str | None:
+    insurer = raw.get("insurer")
+    if isinstance(insurer, dict) and insurer.get("display"):
+        return _tidy(str(insurer["display"]))
+    for entry in raw.get("insurance") or []:
+        coverage = entry.get("coverage") if isinstance(entry, dict) else None
+        if isinstance(coverage, dict) and coverage.get("display"):
+            return _tidy(str(coverage["display"]))
+    return None
+
+
+def _tidy(name: str) -> str:
+    """Synthea's "private" and "NO_INSURANCE" read as words."""
+    words = name.replace("_", " ").strip()
+    if words.lower() == "private":
+        return "Private insurance"
+    if words.lower() == "no insurance":
+        return "No insurance"
+    return words if any(c.isupper() for c in words[1:]) and not words.isupper() else words.title()
+
+
+def _reference(value: Any) -> str | None:
+    reference = value.get("reference") if isinstance(value, dict) else None
+    return reference if isinstance(reference, str) and "/" in reference else None
