@@ -8,7 +8,7 @@ clinics file under `survey` (Synthea files smoking status there): where a patien
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import sqlalchemy as sa
 
@@ -57,7 +57,17 @@ ELEMENTS = (
     "dataAbsentReason",
     *(f"value{kind}" for kind in VALUE_KINDS),
 )
-EARLIER_SHOWN = 10  # earlier answers listed under each topic
+EARLIER_SHOWN = 10  # earlier answers (or, for social history, changes) under each topic
+# Plain names where the code's own says more than a patient needs ("... NHIS").
+NAMES = {
+    "72166-2": "Smoking",
+    "11367-0": "Tobacco use in the past",
+    "11331-6": "Alcohol use",
+    "74013-4": "Alcoholic drinks per day",
+    "11341-5": "Work history",
+    "85658-3": "Occupation",
+    "71802-3": "Housing",
+}
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,8 @@ class Answer:
     date: str | None
     source: str
     parts: tuple[tuple[str, str], ...] = ()  # a questionnaire's questions and answers
+    since: str | None = None  # the same answer, given every time since this date
+    times: int = 1  # how many times in a row it was given
 
 
 @dataclass(frozen=True)
@@ -88,7 +100,7 @@ def _is_social() -> sa.ColumnElement[bool]:
 def social_history(records: Records) -> list[Topic]:
     """Smoking, alcohol, housing, work...: each topic's latest answer first."""
     rows = records.rows(["social", "surveys"], where=[_is_social()], elements=ELEMENTS)
-    return _topics(records, rows)
+    return _topics(records, rows, changes_only=True)
 
 
 def questionnaires(records: Records) -> list[Topic]:
@@ -102,13 +114,17 @@ def latest_social(records: Records, limit: int = 4) -> list[Topic]:
     return social_history(records)[:limit]
 
 
-def _topics(records: Records, rows: list[Row]) -> list[Topic]:
+def _topics(records: Records, rows: list[Row], *, changes_only: bool = False) -> list[Topic]:
+    """Each code's answers, newest first; `changes_only`: a run of the same answer is one
+    (asked at every visit, "Never smoker" twelve times says less than "since 2013")."""
     grouped: dict[str, list[Row]] = {}
     for row in rows:  # newest first: the first of each key is its latest answer
         grouped.setdefault(row.code or (row.display or "").lower(), []).append(row)
     topics = []
     for key, members in grouped.items():
         answers = _distinct([_answer(records, row) for row in members])
+        if changes_only:
+            answers = _runs(answers)
         topics.append(
             Topic(
                 key=key,
@@ -133,7 +149,20 @@ def _distinct(answers: list[Answer]) -> list[Answer]:
     return out
 
 
+def _runs(answers: list[Answer]) -> list[Answer]:
+    """Consecutive answers alike (newest first) as one, from the first time it was given."""
+    out: list[Answer] = []
+    for answer in answers:
+        if out and out[-1].value == answer.value and not answer.parts:
+            out[-1] = replace(out[-1], since=answer.date, times=out[-1].times + 1)
+        else:
+            out.append(answer)
+    return out
+
+
 def _name(row: Row) -> str:
+    if row.code in NAMES:
+        return NAMES[row.code]
     return lab_name(concept_text(row.raw.get("code")) or row.display or "Unnamed question")
 
 

@@ -104,12 +104,34 @@ def test_social_history_has_its_page_wherever_the_clinic_filed_it(
     page = client.get("/records/social-history")
     assert page.status_code == 200
     text = main(page.text)
-    assert "Tobacco smoking status" in text and "Former smoker" in text
+    assert "<h2" in text and "Smoking</h2>" in text and "Former smoker" in text
+    assert "NHIS" not in text  # the plain name, not the code's
     assert "Every day smoker" in text  # the earlier answer, under it
     assert "Alcoholic drinks per day" in text
     assert "PHQ-9" not in text
     # Two clinics with the same answer on the same day: one answer, both named.
     assert text.count("Former smoker") == 1
+
+
+def test_the_same_answer_given_at_every_visit_reads_as_one(app: Flask, client: FlaskClient) -> None:
+    with app.app_context():
+        account = f.make_account(db.session, "Ira")
+        connection = f.make_connection(db.session, account)
+        f.add_resources(
+            db.session,
+            connection,
+            [
+                smoking("2021-01-01T10:00:00Z", "Former smoker"),
+                *(smoking(f"{year}-01-01T10:00:00Z", "Never smoker") for year in range(2013, 2020)),
+            ],
+        )
+        db.session.commit()
+        account_id = account.id
+    with client.session_transaction() as session:
+        begin(session, account_id)
+    text = main(client.get("/records/social-history").text)
+    assert text.count("Never smoker") == 1
+    assert "1 Jan 2013 to 1 Jan 2019 (7 times)" in text
 
 
 def test_questionnaires_are_grouped_with_their_scores_over_time(
