@@ -61,6 +61,7 @@ PAGES = [
     "/records/social-history",
     "/records/questionnaires",
     "/records/bills",
+    "/records/imaging",
 ]
 
 

@@ -59,6 +59,7 @@ DATE_ELEMENTS = (
     "date",
     "issued",
     "startDate",
+    "started",
     "billablePeriod",
     "created",
     "birthDate",

@@ -52,7 +52,7 @@ CATEGORY_SECTIONS: dict[str, tuple[str, ...]] = {
     "visits": ("visits",),
     "procedures": ("procedures",),
     "documents": ("documents",),
-    "imaging": ("documents",),
+    "imaging": ("imaging",),
     "careplans": ("careplans",),
     "goals": ("careplans",),
     "careteam": ("careteam",),

@@ -32,7 +32,7 @@ from werkzeug.exceptions import NotFound
 from portal.db import utcnow
 from portal.extensions import db
 from portal.models import EhrConnection, SyncRun
-from portal.phr import answers, claims, launch, lists, snapshots
+from portal.phr import answers, claims, imaging, launch, lists, snapshots
 from portal.phr import documents as docs
 from portal.phr import labs as lab_results
 from portal.phr import records as rec
@@ -61,6 +61,7 @@ SECTIONS = (
     ("records.visits", "Visits", "visits"),
     ("records.procedures", "Procedures", "procedures"),
     ("records.documents", "Documents", "documents"),
+    ("records.imaging_studies", "Imaging", "imaging"),
     ("records.care_plans", "Care plans", "careplans"),
     ("records.care_team", "Care team", "careteam"),
     ("records.coverage", "Coverage", "coverage"),
@@ -399,6 +400,22 @@ def vital_history(kind: str) -> Response:
         return {"card": card, "page_title": f"{card.name} · Vital signs"}
 
     return _page(records, "records/vital_history.html", "history", "Vital signs", build, kind)
+
+
+@bp.get("/imaging")
+@login_required
+def imaging_studies() -> Response:
+    record = record_or_403()
+    records = _records(record, "imaging")
+    number = _int_arg("page")
+    return _page(
+        records,
+        "records/imaging.html",
+        "list",
+        "Imaging",
+        lambda: {"page": imaging.studies(records, number), "state": records.section("imaging")},
+        number,
+    )
 
 
 @bp.get("/bills")

@@ -40,6 +40,7 @@ PAGES = [
     "/records/care-team",
     "/records/coverage",
     "/records/bills",
+    "/records/imaging",
     "/records/social-history",
     "/records/questionnaires",
 ]

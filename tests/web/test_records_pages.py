@@ -192,6 +192,7 @@ SECTION_PAGES = {
     "/records/social-history": "social history",
     "/records/questionnaires": "questionnaires",
     "/records/bills": "bills and claims",
+    "/records/imaging": "imaging studies",
 }
 EMPTY = {"your care team": "care team"}
 
@@ -447,6 +448,7 @@ TITLES = {
     "/records/social-history": "Social history",
     "/records/questionnaires": "Questionnaires",
     "/records/bills": "Bills and claims",
+    "/records/imaging": "Imaging",
     "/records/vitals/weight": "Weight · Vital signs",
 }
 

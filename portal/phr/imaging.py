@@ -1,0 +1,86 @@
+"""Imaging studies (ImagingStudy): what was imaged, how, when, and the report when the clinic
+linked one (a DiagnosticReport whose `imagingStudy` names the study)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from portal.phr.records import Page, Records, Row
+from portal.phr.words import concept_text, date_text
+
+ELEMENTS = ("started", "modality", "series", "description", "numberOfInstances", "procedureCode")
+REPORT_ELEMENTS = ("imagingStudy", "code", "conclusion", "conclusionCode", "effectiveDateTime")
+
+
+@dataclass(frozen=True)
+class Study:
+    id: int
+    date: str | None
+    what: str  # the description, else the procedure, else the modality
+    modalities: tuple[str, ...]
+    body_sites: tuple[str, ...]
+    images: int | None
+    report: str | None  # the linked report's conclusion (or its name)
+    source: str
+
+
+def studies(records: Records, page: int = 1, size: int = 25) -> Page[Study]:
+    """Imaging studies, newest first, each with the report linked to it."""
+    rows, number, total = records.page(["imaging"], page, size, elements=ELEMENTS)
+    reports = _reports(records, rows)
+    return Page([_study(records, row, reports) for row in rows], number, size, total)
+
+
+def _reports(records: Records, studies: list[Row]) -> dict[tuple[int, str], str]:
+    """(connection, `ImagingStudy/id`) -> what the report linked to it concludes."""
+    if not studies or not records.may_see("reports"):
+        return {}
+    wanted = {(s.connection_id, s.ref) for s in studies}
+    found: dict[tuple[int, str], str] = {}
+    for report in records.rows(["reports"], elements=REPORT_ELEMENTS):
+        for link in report.raw.get("imagingStudy") or []:
+            key = (
+                report.connection_id,
+                str(link.get("reference") if isinstance(link, dict) else ""),
+            )
+            if key in wanted and key not in found:
+                found[key] = (
+                    report.raw.get("conclusion")
+                    or concept_text((report.raw.get("conclusionCode") or [None])[0])
+                    or concept_text(report.raw.get("code"))
+                    or "A report is on record"
+                )
+    return found
+
+
+def _study(records: Records, row: Row, reports: dict[tuple[int, str], str]) -> Study:
+    raw = row.raw
+    series = [s for s in raw.get("series") or [] if isinstance(s, dict)]
+    modalities = [_coding_text(m) for m in raw.get("modality") or []]
+    modalities += [_coding_text(s.get("modality")) for s in series]
+    sites = [_coding_text(s.get("bodySite")) for s in series]
+    procedures = [concept_text(p) for p in raw.get("procedureCode") or []]
+    kinds = tuple(dict.fromkeys(m for m in modalities if m))
+    images = raw.get("numberOfInstances")
+    return Study(
+        id=row.id,
+        date=date_text(raw.get("started")),
+        what=str(
+            raw.get("description")
+            or next((p for p in procedures if p), None)
+            or (kinds[0] if kinds else "Imaging study")
+        ),
+        modalities=kinds,
+        body_sites=tuple(dict.fromkeys(s for s in sites if s)),
+        images=images if isinstance(images, int) and not isinstance(images, bool) else None,
+        report=reports.get((row.connection_id, row.ref)),
+        source=records.source(row),
+    )
+
+
+def _coding_text(value: object) -> str | None:
+    """A Coding (ImagingStudy's modality and body site are Codings, not CodeableConcepts)."""
+    if not isinstance(value, dict):
+        return None
+    text = value.get("display") or value.get("code")
+    return str(text) if text else None
