@@ -32,9 +32,9 @@ from werkzeug.exceptions import NotFound
 from portal.db import utcnow
 from portal.extensions import db
 from portal.models import EhrConnection, SyncRun
+from portal.phr import availability, launch, lists, snapshots
 from portal.phr import documents as docs
 from portal.phr import labs as lab_results
-from portal.phr import launch, lists, snapshots
 from portal.phr import records as rec
 from portal.phr import summary as summ
 from portal.phr import visits as visit_timeline
@@ -118,7 +118,9 @@ def _page(
     part = block if fragment else "records_main"
     today = utcnow().date()
     build_id = _build_id(str(Path(__file__).parent.parent), _templates_folder())
-    key = snapshots.key(records.view, build_id, today, (template, part, *params))
+    # What the clinics' syncs say of each section is part of the page, as the records are.
+    answers = availability.version(records)
+    key = snapshots.key(records.view, build_id, today, (template, part, answers, *params))
     snapshot = snapshots.find(db.session, key)
     if snapshot is None:
         context = build()
