@@ -142,6 +142,7 @@ class ConfigurationError(SetupProblem):
 
     status = 500  # our side
 
+
 class RegistrationRejected(SetupProblem):
     """The EHR refused the portal itself: unknown or unauthorised client, redirect URI or
     scopes it was not registered with (invalid_client, unauthorized_client, invalid_scope...)."""

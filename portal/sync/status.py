@@ -202,12 +202,7 @@ def _status(
     fetching: int = 0,
     quarantined: int = 0,
 ) -> ConnectionStatus:
-    # The run and the connection may have been read either side of the run's last commit
-    # (which sets both): a completed run's end is then the newer word.
-    last_synced = connection.last_synced_at
-    ended = run.finished_at if run is not None and run.status == "complete" else None
-    if ended is not None and (last_synced is None or ended > last_synced):
-        last_synced = ended
+    last_synced = _last_synced(connection, run)
     count, newest = stored if stored is not None else (None, None)
     return ConnectionStatus(
         now=now,
@@ -225,6 +220,17 @@ def _status(
         stored_at=newest,
         fetching=fetching,
     )
+
+
+def _last_synced(connection: EhrConnection, run: SyncRun | None) -> datetime | None:
+    """The end of the connection's last complete update. The run and the connection may have
+    been read either side of the run's last commit (which sets both): a completed run's end is
+    then the newer word."""
+    last_synced = connection.last_synced_at
+    ended = run.finished_at if run is not None and run.status == "complete" else None
+    if ended is not None and (last_synced is None or ended > last_synced):
+        last_synced = ended
+    return last_synced
 
 
 def _sections(run: SyncRun | None) -> list[SectionProgress]:
@@ -253,20 +259,21 @@ def overview(session: Session, account_id: int) -> list[ConnectionStatus]:
 
 
 def of_connections(
-    session: Session, connections: Iterable[EhrConnection], now: datetime | None = None
+    session: Session,
+    connections: Iterable[EhrConnection],
+    now: datetime | None = None,
+    runs: dict[int, SyncRun] | None = None,
 ) -> list[ConnectionStatus]:
-    """The status of these connections (a record's), in their order (a few queries for all)."""
+    """The status of these connections (a record's), in their order (a few queries for all);
+    `runs`: their latest sync runs, when the caller has read them already."""
     connections = list(connections)
     if not connections:
         return []
-    runs = latest_runs(session, [c.id for c in connections])
-    # What is stored is counted only where the last update did not complete: there the time
-    # of the last complete update does not say what is on screen.
-    unsure = [
-        c.id
-        for c in connections
-        if c.id not in runs or runs[c.id].status != "complete" or c.last_synced_at is None
-    ]
+    if runs is None:
+        runs = latest_runs(session, [c.id for c in connections])
+    # What is stored is counted only where no update ever completed: elsewhere the time of
+    # the last complete one says what is on screen.
+    unsure = [c.id for c in connections if _last_synced(c, runs.get(c.id)) is None]
     stored = _stored(session, unsure)
     fetching = {
         cid: _fetched_since(session, cid, run.started_at)
@@ -310,6 +317,13 @@ def _fetched_since(session: Session, connection_id: int, started: datetime) -> i
 def set_aside(session: Session, ids: list[int]) -> dict[int, int]:
     """Per connection, the resources set aside as unreadable: each once however many
     sections or updates it came with, and only while no readable version of it is stored."""
+    if not ids:
+        return {}
+    rows = session.execute(_SET_ASIDE, {"ids": ids})
+    return {int(cid): int(n) for cid, n in rows}
+
+
+def _set_aside() -> sa.Select[int, int]:
     q = QuarantinedResource
     stored = (
         sa.select(FhirRecord.id)
@@ -322,12 +336,14 @@ def set_aside(session: Session, ids: list[int]) -> dict[int, int]:
     )
     # One without a type or id is a resource of its own: counted by its row.
     which = sa.func.coalesce(q.resource_type + "/" + q.resource_id, "#" + sa.cast(q.id, sa.String))
-    rows = session.execute(
+    return (
         sa.select(q.connection_id, sa.func.count(sa.distinct(which)))
-        .where(q.connection_id.in_(ids), ~stored)
+        .where(q.connection_id.in_(sa.bindparam("ids", expanding=True)), ~stored)
         .group_by(q.connection_id)
     )
-    return {cid: int(n) for cid, n in rows}
+
+
+_SET_ASIDE = _set_aside()  # built once: the status is read on every summary and poll
 
 
 def registry(session: Session) -> list[EhrServer]:

@@ -216,7 +216,9 @@ def summary() -> Response:
     records = _records(record, None)
     top = None
     if not wants_fragment():  # when each clinic's part was updated: live, never prepared
-        syncs = sync_status.of_connections(db.session, records.clinics, utcnow())
+        syncs = sync_status.of_connections(
+            db.session, records.clinics, utcnow(), runs=records.latest_runs
+        )
         status = {
             "sync": syncs,
             "connect_url": _url("connect.connections"),
