@@ -10,7 +10,8 @@ from portal.sync.plan import REFERENCED_TYPES
 FHIR_TYPES = frozenset(
     {*scopes.resource_types(), *REFERENCED_TYPES, "Bundle", "OperationOutcome", "Binary"}
 )
-_STATUS = re.compile(r"\b[1-5]\d\d\b")
+# A number an HTTP status could be, unless it counts something ("179 items", "250 results").
+_STATUS = re.compile(r"(?<!\d,)\b[1-5]\d\d\b(?!,\d)(?! (?:items?|results?)\b)")
 _EXCEPTION = re.compile(r"[A-Z][a-z]+(?:[A-Z][a-z]*)*(?:Error|Exception|Timeout)\b|Error\b")
 
 

@@ -94,7 +94,13 @@ class Topic:
 
 
 def _is_social() -> sa.ColumnElement[bool]:
-    return sa.or_(FhirRecord.category == "social", FhirRecord.code.in_(SOCIAL_CODES))
+    return SOCIAL
+
+
+SOCIAL = sa.or_(FhirRecord.category == "social", FhirRecord.code.in_(SOCIAL_CODES))
+# Where each page's rows are (portal.phr.availability asks the same of the database).
+SOCIAL_ITEMS = (("social", "surveys"), (SOCIAL,))
+SURVEY_ITEMS = (("surveys",), (sa.not_(SOCIAL),))
 
 
 def social_history(records: Records) -> list[Topic]:

@@ -97,15 +97,17 @@ class DocumentUnavailable(Exception):
         self.reconnect = reconnect  # the patient can fix it by connecting the clinic again
 
 
+# What the documents page lists: notes, and the reports that came with a document.
+CATEGORIES = ("documents", "reports")
+LISTED = sa.or_(
+    FhirRecord.category == "documents",
+    FhirRecord.raw["presentedForm"].as_string().is_not(None),
+)
+
+
 def documents(records: Records, page: int = 1, size: int = DOCUMENTS_PER_PAGE) -> Page[Document]:
     """Notes and reports that came as documents, newest first."""
-    where = [
-        sa.or_(
-            FhirRecord.category == "documents",
-            FhirRecord.raw["presentedForm"].as_string().is_not(None),
-        )
-    ]
-    rows, number, total = records.page(["documents", "reports"], page, size, where=where)
+    rows, number, total = records.page(CATEGORIES, page, size, where=[LISTED])
     names = records.names(rows, "author", "performer", "resultsInterpreter")
     return Page([_document(records, r, names) for r in rows], number, size, total)
 

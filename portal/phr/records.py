@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
 
 from portal.db import JSONType
-from portal.models import EhrConnection, FhirRecord, MergeSplit
+from portal.models import EhrConnection, FhirRecord, MergeSplit, SyncRun
 from portal.phr.access import RecordView
 from portal.phr.words import (
     age_text,
@@ -31,7 +31,9 @@ from portal.phr.words import (
     parse_date,
     person_name,
 )
-from portal.smart.scopes import SECTION_NAMES, missing_sections
+
+if TYPE_CHECKING:
+    from portal.phr.availability import SectionState
 
 HIDDEN = "entered-in-error"
 # The records section (a sharing unit, see portal.smart.scopes) each stored category belongs to.
@@ -59,12 +61,6 @@ CATEGORY_SECTIONS: dict[str, tuple[str, ...]] = {
     "coverage": ("coverage",),
     "claims": ("claims",),
     "directory": ("directory",),
-}
-# Where SECTION_NAMES does not read well after "No ... on record."
-EMPTY_NAMES = {
-    "careteam": "care team",
-    "patient": "demographics",
-    "directory": "clinicians or clinics",
 }
 T = TypeVar("T")
 
@@ -167,35 +163,6 @@ class Page(Generic[T]):
         return self.number < self.pages
 
 
-@dataclass(frozen=True)
-class SectionState:
-    """Whether a records section could have anything in it, and why not."""
-
-    section: str
-    name: str  # plain words: "immunizations"
-    allowed: bool  # the viewer may see this section (a caregiver may be limited to some)
-    connected: bool  # the person has at least one clinic connected
-    shared_by_none: bool  # no connected clinic shared this section with the portal
-    not_shared_by: tuple[str, ...]  # clinics that did not share it (when others did)
-    clinics: int
-
-    @property
-    def not_shared_message(self) -> str:
-        clinic = "Your clinic" if self.clinics == 1 else "Your clinics"
-        return f"{clinic} did not share {self.name} with this app."
-
-    @property
-    def empty_message(self) -> str:
-        return f"No {EMPTY_NAMES.get(self.section, self.name)} on record."
-
-    @property
-    def partial_message(self) -> str | None:
-        if not self.not_shared_by:
-            return None
-        who = " and ".join(self.not_shared_by)
-        return f"{who} did not share {self.name} with this app, so this list may be incomplete."
-
-
 def _row(values: Sequence[Any], elements: Sequence[str] | None) -> Row:
     """A Row from selected columns; a plucked `raw` (a JSON array) becomes a dict again."""
     if not elements:
@@ -231,7 +198,6 @@ class Records:
         # entries are a source too, but nothing is ever "not shared" by the patient).
         self.clinics = tuple(c for c in view.connections if not c.is_self)
         self.own_ids = frozenset(c.id for c in view.connections if c.is_self)
-        self._missing = [missing_sections(c.granted_scope or "") for c in self.clinics]
 
     # ---- queries -------------------------------------------------------------------------
 
@@ -429,19 +395,43 @@ class Records:
         return row.connection_id in self.own_ids
 
     def section(self, section: str) -> SectionState:
-        """What the page says when a section is empty: not connected, not shared, or none."""
-        names = [c.source_name for c in self.clinics]
-        missing_from = [n for n, m in zip(names, self._missing, strict=True) if section in m]
-        shared_by_none = bool(names) and len(missing_from) == len(names)
-        return SectionState(
-            section=section,
-            name=SECTION_NAMES.get(section, section),
-            allowed=self.view.allows(section),
-            connected=bool(names),
-            shared_by_none=shared_by_none,
-            not_shared_by=() if shared_by_none else tuple(missing_from),
-            clinics=len(names),
-        )
+        """What this record holds of a section, and why it may be incomplete."""
+        from portal.phr.availability import section_state  # it builds on this class
+
+        return section_state(self, section)
+
+    def categories_of(self, section: str) -> tuple[str, ...]:
+        """The stored categories that belong to a section."""
+        return tuple(c for c, sections in CATEGORY_SECTIONS.items() if section in sections)
+
+    @functools.cached_property
+    def latest_runs(self) -> dict[int, SyncRun]:
+        """Each clinic's most recent sync run (what it says of each section)."""
+        return latest_runs(self.session, [c.id for c in self.clinics])
+
+    def sources_with(
+        self,
+        categories: Sequence[str] | None,
+        ids: Sequence[int] | None = None,
+        *,
+        where: Iterable[sa.ColumnElement[bool]] = (),
+    ) -> frozenset[int]:
+        """The connections (of `ids`, default all) with a visible record of these categories
+        (None: of any category) matching `where`: one index probe each, in one query."""
+        ids = self.ids if ids is None else [i for i in ids if i in self.sources]
+        if categories is not None:
+            categories = [c for c in categories if self.may_see(c)]
+        if not ids or categories == []:
+            return frozenset()
+        visible = sa.or_(FhirRecord.status.is_(None), FhirRecord.status != HIDDEN)
+        probes = []
+        for connection_id in ids:
+            conditions = [FhirRecord.connection_id == connection_id, visible, *where]
+            if categories is not None:
+                conditions.append(FhirRecord.category.in_(categories))
+            probes.append(sa.exists().where(*conditions).label(f"c{connection_id}"))
+        found = self._execute(sa.select(*probes)).one()
+        return frozenset(i for i, has in zip(ids, found, strict=True) if has)
 
     def names(self, rows: Iterable[Row], *elements: str) -> dict[tuple[int, str], str]:
         """Names of the resources that `rows` reference in `elements` (one query for all)."""
@@ -458,6 +448,24 @@ class Records:
             return str(reference["display"])
         key = ref_key(reference)
         return names.get((row.connection_id, key)) if key else None
+
+
+def latest_runs(session: Session, connection_ids: Sequence[int]) -> dict[int, SyncRun]:
+    """The most recent sync run of each of these connections (one query for all)."""
+    if not connection_ids:
+        return {}
+    runs = session.scalars(_LATEST_RUNS, {"ids": list(connection_ids)})
+    return {run.connection_id: run for run in runs}
+
+
+# Each connection's most recent run (built once: every records page asks).
+_LATEST_RUNS = sa.select(SyncRun).where(
+    SyncRun.id.in_(
+        sa.select(sa.func.max(SyncRun.id))
+        .where(SyncRun.connection_id.in_(sa.bindparam("ids", expanding=True)))
+        .group_by(SyncRun.connection_id)
+    )
+)
 
 
 def splits_of(session: Session, account_id: int) -> frozenset[frozenset[int]]:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from portal.phr import labs, vitals
+from portal.phr.availability import SectionState
 from portal.phr.lists import (
     Allergy,
     Immunization,
@@ -16,7 +17,7 @@ from portal.phr.lists import (
     medications,
     problems,
 )
-from portal.phr.records import Records, SectionState
+from portal.phr.records import Records
 
 SHOWN = 8  # items per list before "see all"
 

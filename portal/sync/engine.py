@@ -63,8 +63,9 @@ log = logging.getLogger(__name__)
 
 ACTIVE = ("queued", "running")
 STORE_FAILED = (
-    "The portal could not store your records; nothing is lost at the EHR. Try again later."
+    "The portal could not store your records; nothing is lost at your clinic. Try again later."
 )
+CRASHED = "The update stopped on a problem in the portal itself. Try again later."
 REFERENCE_BATCH = 50  # ids per `_id` search of referenced resources
 MAX_REFERENCE_READS = 200  # when only read (not search) is granted
 
@@ -203,9 +204,7 @@ def run(
         return runner.execute()
     except Exception:
         log.exception("sync run %s crashed", run_id)
-        _finish(
-            session_factory, run_id, owner, "failed", None, "The sync stopped on an internal error."
-        )
+        _finish(session_factory, run_id, owner, "failed", None, CRASHED)
         raise
 
 

@@ -32,7 +32,7 @@ from werkzeug.exceptions import NotFound
 from portal.db import utcnow
 from portal.extensions import db
 from portal.models import EhrConnection, SyncRun
-from portal.phr import answers, claims, imaging, launch, lists, snapshots
+from portal.phr import answers, availability, claims, imaging, launch, lists, snapshots
 from portal.phr import documents as docs
 from portal.phr import labs as lab_results
 from portal.phr import records as rec
@@ -122,7 +122,9 @@ def _page(
     part = block if fragment else "records_main"
     today = utcnow().date()
     build_id = _build_id(str(Path(__file__).parent.parent), _templates_folder())
-    key = snapshots.key(records.view, build_id, today, (template, part, *params))
+    # What the clinics' syncs say of each section is part of the page, as the records are.
+    answers = availability.version(records)
+    key = snapshots.key(records.view, build_id, today, (template, part, answers, *params))
     snapshot = snapshots.find(db.session, key)
     if snapshot is None:
         context = build()
@@ -218,7 +220,9 @@ def summary() -> Response:
     records = _records(record, None)
     top = None
     if not wants_fragment():  # when each clinic's part was updated: live, never prepared
-        syncs = sync_status.of_connections(db.session, records.clinics, utcnow())
+        syncs = sync_status.of_connections(
+            db.session, records.clinics, utcnow(), runs=records.latest_runs
+        )
         status = {
             "sync": syncs,
             "connect_url": _url("connect.connections"),

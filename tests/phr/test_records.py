@@ -363,28 +363,7 @@ def test_downloads_only_from_ones_own_record(session: Session) -> None:
     assert documents.download(records_of(session, other.id), doc.id, 0) is None
 
 
-# ---- context: sections, banner, sync ------------------------------------------------------
-
-
-def test_section_states(session: Session) -> None:
-    nobody = f.make_account(session)
-    state = records_of(session, nobody.id).section("immunizations")
-    assert not state.connected
-    account = f.make_account(session)
-    f.make_connection(
-        session, account, granted_scope="openid patient/Patient.rs patient/Condition.rs"
-    )
-    state = records_of(session, account.id).section("immunizations")
-    assert state.shared_by_none
-    assert state.not_shared_message == "Your clinic did not share immunizations with this app."
-    f.make_connection(session, account, "Lakeside Family Clinic")
-    state = records_of(session, account.id).section("immunizations")
-    assert not state.shared_by_none
-    assert state.partial_message == (
-        "Riverside General Hospital did not share immunizations with this app, "
-        "so this list may be incomplete."
-    )
-    assert records_of(session, account.id).section("problems").not_shared_by == ()
+# ---- context: banner, sync (what each section holds: test_availability) -------------------
 
 
 def test_banner_of_a_child_and_the_launch_flag(session: Session) -> None:

@@ -9,11 +9,24 @@ import pytest
 from flask import Flask
 from sqlalchemy.orm import Session
 
+from portal.db import utcnow
 from portal.extensions import db
 from portal.models import SyncRun
 from portal.sync.status import connection_status, of_connections
 from tests.phr import factories as f
 from tests.plain import assert_plain
+
+
+def report(rid: str) -> dict[str, object]:
+    """A lab report: the sync searches it for lab results and for documents."""
+    return {
+        "resourceType": "DiagnosticReport",
+        "id": rid,
+        "status": "final",
+        "category": [{"coding": [{"code": "LAB"}]}],
+        "code": {"text": "Blood count"},
+        "effectiveDateTime": "2024-03-01",
+    }
 
 
 @pytest.fixture
@@ -58,19 +71,23 @@ def test_progress_lists_only_sections_with_news(session: Session) -> None:
         SyncRun(
             connection_id=connection.id,
             status="running",
+            started_at=utcnow() - timedelta(minutes=1),
             progress={
                 "labs": {"fetched": 120, "done": False},
                 "immunizations": {"fetched": 0, "done": False},
                 "allergies": {"fetched": 0, "done": True},
                 "visits": {"fetched": 0, "done": True, "error": "the EHR refused this search"},
+                "observations": {"fetched": 2, "done": True},
             },
         )
     )
+    f.add_resources(session, connection, [report("r1"), report("r2")])
     session.flush()
     status = connection_status(session, connection)
-    assert status.syncing and len(status.sections) == 4
-    assert [s.name for s in status.progress] == ["lab results", "visits"]
-    assert status.headline == "Fetching your records… 120 items so far."
+    assert status.syncing and len(status.sections) == 5
+    assert [s.name for s in status.progress] == ["lab results", "other observations", "visits"]
+    # What is stored, each record once (a report is in two sections' progress).
+    assert status.headline == "Fetching your records… 2 items so far."
 
 
 def test_a_run_read_after_its_end_outranks_a_connection_read_before_it(session: Session) -> None:

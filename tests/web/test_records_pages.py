@@ -14,6 +14,7 @@ from portal.models import SyncRun
 from portal.phr import labs
 from portal.phr.classify import classify
 from tests.phr import factories as f
+from tests.phr.states import add_run
 from tests.sessions import begin
 
 HTMX = {"HX-Request": "true"}
@@ -50,14 +51,16 @@ def test_summary(client: FlaskClient, vito: list[dict[str, Any]]) -> None:
     assert page.status_code == 200
     text = page.text
     assert "Vito Feeney" in text and "Born 19 Sep 1910" in text and "Died" in text
-    assert "Allergies" in text and "No allergies on record." in text
+    assert "Allergies" in text and "No current allergies on record." in text
     assert "Metastasis from malignant tumor of prostate" in text
     assert "Current medications" in text and "Metformin" in text
     assert "Latest vital signs" in text and "mmHg" in text
     assert "Recent lab results" in text
     assert "Immunizations given" in text
-    assert "No upcoming appointments" in text
-    assert "Riverside General Hospital" in text and "last updated never" in text
+    assert "Appointments are not available in the portal yet." in text
+    # Records are on screen, though no update ran: never "last updated never".
+    assert "Riverside General Hospital" in text and "updated never" not in text.lower()
+    assert f"No update has finished yet; {len(vito):,} items were fetched" in text
 
 
 def test_lab_results_shown_equal_the_lab_observations(
@@ -129,7 +132,8 @@ def test_lists(client: FlaskClient, vito: list[dict[str, Any]]) -> None:
     assert active_page.count('<li class="item') == len(active) + count(vito, "goals")
     team = client.get("/records/care-team").text
     assert "Clinicians and clinics in your record" in team and "Dr. " in team
-    assert "No care team on record." in team
+    assert "No care team on record" not in team  # above a list of clinicians
+    assert "No care team is listed in your record, but the clinicians and clinics" in team
 
 
 def test_allergies_of_christin_with_criticality(app: Flask, client: FlaskClient) -> None:
@@ -201,7 +205,7 @@ EMPTY = {"your care team": "care team"}
 def test_empty_state(app: Flask, client: FlaskClient, url: str, name: str) -> None:
     with app.app_context():
         account = f.make_account(db.session)
-        f.make_connection(db.session, account)
+        add_run(db.session, f.make_connection(db.session, account))  # it answered: nothing
         db.session.commit()
         account_id = account.id
     sign_in(client, account_id)
@@ -220,7 +224,7 @@ def test_not_shared_wording(app: Flask, client: FlaskClient, url: str, name: str
         account_id = account.id
     sign_in(client, account_id)
     text = client.get(url).text
-    assert f"Your clinic did not share {name} with this app." in text
+    assert f"Riverside General Hospital did not share {name} with this app." in text
     assert f"No {EMPTY.get(name, name)} on record" not in text
 
 
@@ -260,10 +264,9 @@ def test_two_clinics_merged_with_their_names(app: Flask, client: FlaskClient) ->
     assert sum("Riverside General Hospital" in r for r in rows) == 3
     assert sum("Lakeside Family Clinic" in r for r in rows) == 2
     problems = client.get("/records/problems").text
-    assert (
-        "Lakeside Family Clinic did not share health problems with this app, "
-        "so this list may be incomplete." in problems
-    )
+    assert "Lakeside Family Clinic did not share health problems with this app." in problems
+    assert "Riverside General Hospital has no health problems on record." in problems
+    assert "did not share" not in text  # both shared their immunizations
 
 
 def test_entered_in_error_hidden_and_data_absent_reason_shown(
