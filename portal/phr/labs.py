@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from portal.models import FhirRecord
-from portal.phr import units
+from portal.phr import measures, units
 from portal.phr.charts import Chart, Measurement, line_chart
 from portal.phr.classify import codes_of
 from portal.phr.merge import distinct
@@ -19,6 +19,7 @@ from portal.phr.words import (
     absent_reason,
     concept_text,
     date_text,
+    first_code,
     lab_name,
     number,
     status_words,
@@ -246,7 +247,7 @@ def build_test(
     for row in rows:
         q = row.raw.get("valueQuantity")
         if isinstance(q, dict) and isinstance(q.get("value"), int | float):
-            numeric.setdefault(units.kind(unit_of(q)), []).append(row)
+            numeric.setdefault(measures.lab_kind(row.code, unit_of(q)), []).append(row)
     worded = rows[:RECENT_IN_CARD] if compact else rows
     name = _name(rows[0])
     series = []
@@ -254,6 +255,7 @@ def build_test(
     flagged = 0
     for i, (_, group) in enumerate(sorted(numeric.items(), key=lambda kv: -len(kv[1]))):
         target = units.preferred_unit([unit_of(r.raw["valueQuantity"]) for r in group])
+        target = measures.lab_unit(group[0].code, target)  # glucose: in the patient's units
         targets.update((r.id, target) for r in group)
         points = [_point(r, target) for r in group]
         flagged += sum(1 for p in points if p.flag)
@@ -292,7 +294,7 @@ def build_test(
 def _point(row: Row, target: str | None) -> _Point:
     q = row.raw["valueQuantity"]
     value = float(q["value"])
-    converted = units.convert(value, unit_of(q), target)
+    converted = measures.convert(value, unit_of(q), target, row.code)
     value = value if converted is None else converted
     low, high, _ = _range(row.raw, target, in_words=False)
     return _Point(row, value, _flag(row.raw, value, low, high), low, high)
@@ -333,7 +335,7 @@ def _result(
         own = unit_of(q)
         value = float(q["value"])
         if convert and own != target:
-            converted = units.convert(value, own, target)
+            converted = measures.convert(value, own, target, row.code)
             if converted is not None:
                 reported = f"{text} as reported"
                 value = converted
@@ -388,7 +390,10 @@ def _range(
         q = first.get(end)
         if isinstance(q, dict) and isinstance(q.get("value"), int | float):
             own = unit_of(q) or target
-            bounds.append(units.convert(float(q["value"]), own, target) if target else q["value"])
+            code = first_code(raw.get("code"))
+            bounds.append(
+                measures.convert(float(q["value"]), own, target, code) if target else q["value"]
+            )
         else:
             bounds.append(None)
     low, high = bounds

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from portal.models import FhirRecord
-from portal.phr import units
+from portal.phr import measures, units
 from portal.phr.charts import Chart, Measurement, line_chart
 from portal.phr.labs import unit_of
 from portal.phr.merge import distinct
@@ -27,7 +27,6 @@ from portal.phr.words import (
 BP_PANELS = ("85354-9", "55284-4")
 SYSTOLIC, DIASTOLIC = "8480-6", "8462-4"
 RECENT_IN_CARD = 5
-GLUCOSE_MG_PER_MMOL = 18.016  # glucose, 180.16 g/mol
 CHART_POINTS = 60  # the overview charts each kind's latest readings; its own page has them all
 ELEMENTS = (
     "effectiveDateTime",
@@ -216,6 +215,7 @@ def _card(
     `total` is how many readings there are when `rows` are only the latest of them.
     """
     rows, also = distinct(records, rows)  # one reading sent by two clinics: once
+    kind = replace(kind, unit=measures.unit_for(kind.key, kind.unit))  # the patient's units
     measured = _blood_pressure(rows) if kind.key == "blood-pressure" else _measure(kind, rows)
     usable = [m for m in measured if not m.apart]
     apart = [m for m in measured if m.apart]
@@ -242,9 +242,7 @@ def _measure(kind: Kind, rows: list[Row]) -> list[_Measured]:
         q = row.raw.get("valueQuantity")
         if isinstance(q, dict) and isinstance(q.get("value"), int | float):
             own = unit_of(q)
-            value = units.convert(float(q["value"]), own, kind.unit)
-            if value is None and kind.key == "glucose" and own == "mmol/L":
-                value = float(q["value"]) * GLUCOSE_MG_PER_MMOL  # one substance: convertible
+            value = measures.convert(float(q["value"]), own, kind.unit, row.code)
             if value is None:
                 out.append(_Measured(row, float(q["value"]), apart=True))
             else:
