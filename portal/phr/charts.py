@@ -189,6 +189,7 @@ def time_ticks(t_min: float, t_max: float, count: int) -> list[tuple[datetime, s
             break
         new_year = not ticks or ticks[-1][0].year != year
         ticks.append((at, f"{MONTHS[month - 1]} {year}" if new_year else MONTHS[month - 1]))
-    if not ticks:
-        ticks.append((start, f"{start.day} {MONTHS[start.month - 1]} {start.year}"))
+    if not ticks:  # a short span (or one reading, padded a day each side): its middle day
+        middle = localtime.local(datetime.fromtimestamp((t_min + t_max) / 2, UTC))
+        ticks.append((middle, f"{middle.day} {MONTHS[middle.month - 1]} {middle.year}"))
     return ticks
