@@ -220,7 +220,13 @@ def test_history(records: Records, key: str) -> LabTest | None:
 def recent_results(records: Records, limit: int = 8) -> list[tuple[str, LabResult]]:
     """The latest lab results of any test, as reported: (test name, result)."""
     rows = records.rows(["labs"], limit=limit, elements=ELEMENTS)
-    return [(_name(row), _result(records, row, own_unit(row))) for row in rows]
+    return [
+        (
+            _name(row),
+            _result(records, row, measures.lab_unit(row.code, own_unit(row)), convert=True),
+        )
+        for row in rows
+    ]
 
 
 @dataclass(frozen=True)

@@ -336,6 +336,23 @@ def _blood_pressure(rows: list[Row]) -> list[_Measured]:
 _EPOCH = datetime(1, 1, 1, tzinfo=UTC)
 
 
+def shown_text(row: Row) -> str | None:
+    """A weight, height, temperature or glucose measurement in the patient's units, in words
+    (None for other measurements, or when its unit does not convert)."""
+    kind = KIND_BY_CODE.get(row.code or "")
+    key = kind.key if kind else ("glucose" if measures.substance_of(row.code) else None)
+    q = row.raw.get("valueQuantity")
+    if key not in measures.SHOWN or not isinstance(q, dict):
+        return None
+    if not isinstance(q.get("value"), int | float) or isinstance(q.get("value"), bool):
+        return None
+    target = measures.unit_for(key, "")
+    value = measures.convert(float(q["value"]), unit_of(q), target, row.code)
+    if value is None:
+        return None
+    return f"{q.get('comparator') or ''}{number(value)} {unit_words(target)}"
+
+
 def blood_pressure_texts(rows: list[Row]) -> list[str]:
     """Blood pressure readings among `rows` as `120/80 mmHg`."""
     kind = KIND_BY_KEY["blood-pressure"]

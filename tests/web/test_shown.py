@@ -341,3 +341,47 @@ def test_portal_js_fills_the_zone_from_the_browser() -> None:
     script = (f.REPO / "static" / "portal.js").read_text()
     assert "Intl.DateTimeFormat().resolvedOptions().timeZone" in script
     assert "input[data-browser-zone]" in script
+
+
+def test_a_visit_the_summary_and_the_results_list_use_the_chosen_units(
+    app: Flask, client: FlaskClient
+) -> None:
+    visit = {
+        "resourceType": "Encounter",
+        "id": uuid.uuid4().hex,
+        "status": "finished",
+        "class": {"code": "AMB"},
+        "type": [{"text": "Check-up"}],
+        "subject": {"reference": "Patient/x"},
+        "period": {"start": MOMENT, "end": MOMENT},
+    }
+    at_visit = {"encounter": {"reference": f"Encounter/{visit['id']}"}}
+    weight = observation(
+        "29463-7", "Body weight", "vital-signs", valueQuantity=quantity(80, "kg"), **at_visit
+    )
+    glucose = observation(
+        "2339-0",
+        "Glucose [Mass/volume] in Blood",
+        "laboratory",
+        valueQuantity=quantity(90, "mg/dL"),
+        **at_visit,
+    )
+    with app.app_context():
+        account = f.make_account(db.session, "Lee")
+        account.units = UnitSystem.METRIC
+        f.add_resources(
+            db.session, f.make_connection(db.session, account), [visit, weight, glucose]
+        )
+        db.session.commit()
+        account_id = account.id
+    with client.session_transaction() as s:
+        begin(s, account_id)
+    pages = ("/records/visits", "/records/", "/records/labs")
+    metric = {path: main(client.get(path).text) for path in pages}
+    assert "80 kg" in metric["/records/visits"] and "5 mmol/L" in metric["/records/visits"]
+    assert "5 mmol/L" in metric["/records/"] and "5 mmol/L" in metric["/records/labs"]
+    choose(client, "us", "UTC")
+    us = {path: main(client.get(path).text) for path in pages}
+    assert "176 lb" in us["/records/visits"] and "90 mg/dL" in us["/records/visits"]
+    assert "mmol/L" not in us["/records/"] and "90 mg/dL" in us["/records/"]
+    assert "mmol/L" not in us["/records/labs"] and "90 mg/dL" in us["/records/labs"]
