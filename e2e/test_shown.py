@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from e2e.conftest import PHONE, Demo, screenshot
+from e2e.conftest import PHONE, SCREENSHOTS, Demo, screenshot
 from e2e.test_portal_launch import connect, sign_up, wait_for_sync
 
 pytestmark = pytest.mark.e2e
@@ -28,7 +28,7 @@ def test_the_browsers_zone_then_the_patients_choice(demo: Demo, chicago: Browser
     page: Page = chicago.new_page()
     sign_up(page, demo, "shown@example.org")  # the confirming form sends the browser's zone
     page.goto(f"{demo.portal}/account")
-    expect(page.get_by_label("Time zone")).to_have_value("America/Chicago")
+    expect(page.get_by_label("Time zone", exact=True)).to_have_value("America/Chicago")
     expect(page.get_by_role("radio", name=re.compile("^Metric"))).to_be_checked()
     page.get_by_role("radio", name=re.compile("^US")).check()
     page.get_by_role("button", name="Save units and time zone").click()
@@ -44,6 +44,7 @@ def test_the_browsers_zone_then_the_patients_choice(demo: Demo, chicago: Browser
     expect(weight.locator(".latest-value")).to_contain_text(" lb")
     expect(page.locator("main")).not_to_contain_text("UTC")
     screenshot(page, "vitals-in-us-units")
+    weight.screenshot(path=str(SCREENSHOTS / "vitals-weight-in-lb.png"))
 
     page.goto(f"{demo.portal}/account")
     page.get_by_role("radio", name=re.compile("^Metric")).check()
