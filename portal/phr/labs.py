@@ -81,6 +81,7 @@ class LabResult:
     also: tuple[str, ...] = ()  # other sources that sent this same result
     range_source: str | None = None  # whose range it is, when not the clinic's
     no_range: str | None = None  # when no range is known: that, in words
+    about: str | None = None  # what the test measures, in one plain line
 
 
 @dataclass(frozen=True)
@@ -360,6 +361,7 @@ def _result(
         also=(also or {}).get(row.id, ()),
         range_source=usual.source_words if usual else None,
         no_range=None if range_words else ranges.missing_words(raw, own),
+        about=about(row.code),
     )
 
 

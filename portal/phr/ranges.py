@@ -553,21 +553,25 @@ def built_in(entry: Entry, unit: str | None, age: int | None, sex: str | None) -
             unit,
             below=interval.below,
             built_in=True,
-            who=_who(interval),
+            who=_who(interval, age),
         )
     return None
 
 
-def _who(interval: Interval) -> str:
+def _who(interval: Interval, age: int | None) -> str:
+    """Whom a range is for, said of the patient's own group: "women", "children aged 1-17"."""
     start, end = interval.ages
-    if start >= ADULT:
-        people = {"male": "men", "female": "women"}.get(interval.sex or "", "adults")
-        if end is not None:
-            return f"{people} aged {start}\u2013{end - 1}"
-        return people if start == ADULT else f"{people} aged {start} and over"
+    adult = age is None or age >= ADULT
+    people = "adults" if adult else "children"
+    if interval.sex and adult:
+        people = {"male": "men", "female": "women"}[interval.sex]
+    elif interval.sex:
+        people = {"male": "boys", "female": "girls"}[interval.sex]
+    if (start, end) in ((ADULT, None), (0, None), (1, None)):
+        return people
     if end is None:
-        return "children and adults" if start <= 1 else f"people aged {start} and over"
-    return f"children aged {start}\u2013{end - 1}"
+        return f"{people} aged {start} and over"
+    return f"{people} aged {start}\u2013{end - 1}"
 
 
 def missing_words(raw: dict[str, Any], unit: str | None) -> str:

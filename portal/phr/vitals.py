@@ -268,7 +268,7 @@ def _judge(kind: Kind, m: _Measured, who: ranges.Person) -> _Judged:
         category = ranges.bp_category(top, bottom)
         if category is None or category.key == "normal":
             return _Judged(None, None, category)
-        high = ranges.Flag("H", category.words, "high", "Above the normal blood pressure")
+        high = ranges.Flag("H", category.words, "high")
         assert top is not None and bottom is not None  # a category needs both numbers
         return _Judged(None, high, category, second_high=bottom >= ranges.BP_NORMAL_BOTTOM)
     entry = ranges.VITALS.get(kind.key)
@@ -281,9 +281,19 @@ def _no_range(kind: Kind, latest: _Judged | None) -> str | None:
         return None if latest and latest.category else BP_NO_CATEGORY
     if latest and latest.usual:
         return None
-    return f"{ranges.NO_RANGE} of {kind.name.lower()}." if kind.key in ranges.VITALS else None
+    return NO_RANGE_WORDS.get(kind.key, f"{ranges.NO_RANGE}.")
 
 
+# Why a kind of vital sign has no usual range, where that is known.
+NO_RANGE_WORDS = {
+    "weight": "Weight has no usual range on its own: your BMI compares it with your height.",
+    "height": "Height has no usual range; a child's is read on a growth chart.",
+    "head": "Head size is read on a growth chart for the child's age and sex.",
+    "bmi": "A child's BMI is read on a growth chart for their age and sex.",
+    "glucose": "No usual range is shown: what is usual depends on when you last ate.",
+    "pain": "0 means no pain and 10 the worst pain you can imagine.",
+    "steps": "There is no usual number of steps; more is usually better.",
+}
 BP_NO_CATEGORY = (
     "Blood pressure categories are for adults; a child's reading is compared with tables "
     "for their age, sex and height."
