@@ -452,7 +452,9 @@ class Usual:
                 self.unit,
             )
         label = unit_words(target)
-        if low is not None and high is not None:
+        if low is not None and high is not None and self.below:
+            text = f"{number(low)} to below {number(high)} {label}"
+        elif low is not None and high is not None:
             text = f"{number(low)}\u2013{number(high)} {label}"
         elif high is not None:
             text = f"{'below' if self.below else 'up to'} {number(high)} {label}"
