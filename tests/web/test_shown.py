@@ -385,3 +385,36 @@ def test_a_visit_the_summary_and_the_results_list_use_the_chosen_units(
     assert "176 lb" in us["/records/visits"] and "90 mg/dL" in us["/records/visits"]
     assert "mmol/L" not in us["/records/"] and "90 mg/dL" in us["/records/"]
     assert "mmol/L" not in us["/records/labs"] and "90 mg/dL" in us["/records/labs"]
+
+
+def test_usual_ranges_and_flags_follow_the_chosen_units(app: Flask, client: FlaskClient) -> None:
+    glucose = observation(
+        "2339-0",
+        "Glucose [Mass/volume] in Blood",
+        "laboratory",
+        valueQuantity=quantity(120, "mg/dL"),
+        referenceRange=[{"low": quantity(70, "mg/dL"), "high": quantity(99, "mg/dL")}],
+    )
+    fever = observation(
+        "8310-5", "Body temperature", "vital-signs", valueQuantity=quantity(38.5, "Cel")
+    )
+    with app.app_context():
+        account = f.make_account(db.session, "Kim")
+        account.units = UnitSystem.METRIC
+        f.add_resources(db.session, f.make_connection(db.session, account), [glucose, fever])
+        db.session.commit()
+        account_id = account.id
+    with client.session_transaction() as s:
+        begin(s, account_id)
+    lab = main(client.get("/records/labs/test/2339-0").text)
+    assert "6.66 mmol/L" in lab and "3.89\u20135.5 mmol/L" in lab and "High" in lab
+    temperature = main(client.get("/records/vitals/temperature").text)
+    assert "38.5 °C" in temperature and "36.1\u201337.2 °C" in temperature
+    assert "High" in temperature
+    choose(client, "us", "UTC")
+    lab = main(client.get("/records/labs/test/2339-0").text)
+    assert "120 mg/dL" in lab and "70\u201399 mg/dL" in lab and "High" in lab
+    assert "mmol/L" not in lab
+    temperature = main(client.get("/records/vitals/temperature").text)
+    assert "101 °F" in temperature and "97\u201399 °F" in temperature and "High" in temperature
+    assert "°C" not in temperature.replace("°C as recorded", "")
