@@ -41,13 +41,24 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     htmx.init_app(app)
 
     from portal.smart import settings as smart_settings
-    from portal.web import accounts, connect, entries, errors, home, records, redact, session_pages
+    from portal.web import (
+        accounts,
+        connect,
+        entries,
+        errors,
+        home,
+        records,
+        redact,
+        session_pages,
+        shown,
+    )
     from portal.web import sessions as browser_sessions
 
     smart_settings.init_app(app)
     redact.install(app)
     browser_sessions.init_app(app)
     session_pages.install(app)
+    shown.install(app)
 
     app.register_blueprint(home.bp)
     app.register_blueprint(accounts.bp)

@@ -70,6 +70,10 @@ DEFAULTS: dict[str, Any] = {
     "SYNC_MAX_RECORDS_PER_RUN": 200_000,
     "SYNC_MAX_PAGE_BYTES": 20 * 1024 * 1024,
     "SYNC_RUN_DEADLINE_SECONDS": 900,
+    # How records are shown to a person who has not chosen (portal.accounts.shown): "metric"
+    # or "us", and an IANA time zone until their browser or the account page gives theirs.
+    "DEFAULT_UNITS": "metric",
+    "DEFAULT_TIME_ZONE": "UTC",
 }
 
 

@@ -33,6 +33,13 @@ class EhrServer(Base):
     updated_at: Mapped[datetime | None]
 
 
+class UnitSystem(StrEnum):
+    """The units a person reads weight, height, temperature and glucose in."""
+
+    METRIC = "metric"  # kg, cm, °C, mmol/L
+    US = "us"  # lb, in, °F, mg/dL
+
+
 class Account(Base):
     """A person who signs in: a patient (and, later, a caregiver given shared access).
 
@@ -48,6 +55,20 @@ class Account(Base):
     display_name: Mapped[str] = mapped_column(sa.String(200), default="")
     created_at: Mapped[created_at]
     last_login_at: Mapped[datetime | None]
+    # How the record is shown to this person (None: the portal's defaults; portal.accounts.shown).
+    units: Mapped[UnitSystem | None] = mapped_column(
+        sa.Enum(
+            UnitSystem,
+            native_enum=False,
+            create_constraint=True,
+            length=10,
+            values_callable=lambda systems: [s.value for s in systems],
+        )
+    )
+    time_zone: Mapped[str | None] = mapped_column(sa.String(64))  # IANA, e.g. America/Chicago
+    # The person chose the zone on the account page: a browser's zone at sign-in no longer
+    # replaces it.
+    time_zone_chosen: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
 
     connections: Mapped[list[EhrConnection]] = relationship(
         back_populates="account", cascade="all, delete-orphan", order_by="EhrConnection.id"

@@ -22,3 +22,16 @@ document.addEventListener("session-ended", (event) => {
     location.assign(event.detail.signin);
   }
 });
+
+// Sign-in forms tell the server the browser's time zone (an IANA name such as
+// America/Chicago), so dates are shown on the patient's own calendar. Without JavaScript the
+// field stays empty and the account keeps the zone it has.
+document.addEventListener("DOMContentLoaded", () => {
+  let zone = "";
+  try {
+    zone = Intl.DateTimeFormat().resolvedOptions().timeZone || "";
+  } catch (error) {
+    return;
+  }
+  for (const input of document.querySelectorAll("input[data-browser-zone]")) input.value = zone;
+});

@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from portal.phr import localtime
 from portal.phr.words import MONTHS, number
 
 WIDTH = 360
@@ -163,15 +164,17 @@ def nice_ticks(low: float, high: float, count: int) -> list[float]:
 
 
 def time_ticks(t_min: float, t_max: float, count: int) -> list[tuple[datetime, str]]:
-    """Tick dates between two timestamps: years for long spans, months for short ones."""
-    start = datetime.fromtimestamp(t_min, UTC)
-    end = datetime.fromtimestamp(t_max, UTC)
+    """Tick dates between two timestamps: years for long spans, months for short ones (on the
+    patient's calendar: a new year starts at their midnight)."""
+    start = localtime.local(datetime.fromtimestamp(t_min, UTC))
+    end = localtime.local(datetime.fromtimestamp(t_max, UTC))
+    zone = start.tzinfo
     years = end.year - start.year
     ticks: list[tuple[datetime, str]] = []
     if years >= 2:
         step = max(1, math.ceil(years / count))
         for year in range(start.year + 1, end.year + 1, step):
-            ticks.append((datetime(year, 1, 1, tzinfo=UTC), str(year)))
+            ticks.append((datetime(year, 1, 1, tzinfo=zone), str(year)))
         return ticks
     months = (end.year - start.year) * 12 + end.month - start.month
     step = max(1, math.ceil(months / count))
@@ -181,11 +184,12 @@ def time_ticks(t_min: float, t_max: float, count: int) -> list[tuple[datetime, s
         while month > 12:
             month -= 12
             year += 1
-        at = datetime(year, month, 1, tzinfo=UTC)
+        at = datetime(year, month, 1, tzinfo=zone)
         if at.timestamp() > t_max:
             break
         new_year = not ticks or ticks[-1][0].year != year
         ticks.append((at, f"{MONTHS[month - 1]} {year}" if new_year else MONTHS[month - 1]))
-    if not ticks:
-        ticks.append((start, f"{start.day} {MONTHS[start.month - 1]} {start.year}"))
+    if not ticks:  # a short span (or one reading, padded a day each side): its middle day
+        middle = localtime.local(datetime.fromtimestamp((t_min + t_max) / 2, UTC))
+        ticks.append((middle, f"{middle.day} {MONTHS[middle.month - 1]} {middle.year}"))
     return ticks

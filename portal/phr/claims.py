@@ -96,8 +96,8 @@ def insurers(records: Records) -> list[Insurer]:
         out.append(
             Insurer(
                 name=name,
-                first=date_text(min(dates).isoformat()) if dates else None,
-                last=date_text(max(dates).isoformat()) if dates else None,
+                first=date_text(min(dates)) if dates else None,
+                last=date_text(max(dates)) if dates else None,
                 bills=len(rows),
             )
         )

@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from portal.models import FhirRecord
-from portal.phr import ranges, units
+from portal.phr import measures, ranges, units
 from portal.phr.about_tests import about
 from portal.phr.charts import Chart, Measurement, line_chart
 from portal.phr.merge import distinct
@@ -201,7 +201,13 @@ def test_history(records: Records, key: str) -> LabTest | None:
 def recent_results(records: Records, limit: int = 8) -> list[tuple[str, LabResult]]:
     """The latest lab results of any test, as reported: (test name, result)."""
     rows = records.rows(["labs"], limit=limit, elements=ELEMENTS)
-    return [(_name(row), _result(records, row, own_unit(row))) for row in rows]
+    return [
+        (
+            _name(row),
+            _result(records, row, measures.lab_unit(row.code, own_unit(row)), convert=True),
+        )
+        for row in rows
+    ]
 
 
 @dataclass(frozen=True)
@@ -229,7 +235,7 @@ def build_test(
     for row in rows:
         q = row.raw.get("valueQuantity")
         if isinstance(q, dict) and isinstance(q.get("value"), int | float):
-            numeric.setdefault(units.kind(unit_of(q)), []).append(row)
+            numeric.setdefault(measures.lab_kind(row.code, unit_of(q)), []).append(row)
     worded = rows[:RECENT_IN_CARD] if compact else rows
     name = _name(rows[0])
     series = []
@@ -237,6 +243,7 @@ def build_test(
     flagged = 0
     for i, (_, group) in enumerate(sorted(numeric.items(), key=lambda kv: -len(kv[1]))):
         target = units.preferred_unit([unit_of(r.raw["valueQuantity"]) for r in group])
+        target = measures.lab_unit(group[0].code, target)  # glucose: in the patient's units
         targets.update((r.id, target) for r in group)
         points = [_point(r, target, who) for r in group]
         flagged += sum(1 for p in points if p.flag)
@@ -282,7 +289,7 @@ def _other_flag(row: Row, who: ranges.Person) -> Flag | None:
 def _point(row: Row, target: str | None, who: ranges.Person) -> _Point:
     q = row.raw["valueQuantity"]
     value = float(q["value"])
-    converted = units.convert(value, unit_of(q), target)
+    converted = measures.convert(value, unit_of(q), target, row.code)
     value = value if converted is None else converted
     usual = ranges.usual_range(row.raw, unit_of(q), row.effective_at, who)
     low, high = usual.bounds_in(target) if usual else (None, None)
@@ -316,7 +323,7 @@ def _result(
         own = unit_of(q)
         value = float(q["value"])
         if convert and own != target:
-            converted = units.convert(value, own, target)
+            converted = measures.convert(value, own, target, row.code)
             if converted is not None:
                 reported = f"{text} as reported"
                 value = converted

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 from portal.models import FhirRecord
+from portal.phr import localtime
 from portal.phr.merge import fold
 from portal.phr.records import Page, Records, Row, display_name
 from portal.phr.words import (
@@ -377,7 +378,7 @@ def immunization_items(records: Records, rows: list[Row]) -> list[Immunization]:
         lambda row: _immunization(records, names, row),
         "given",
         ("given", "not given"),
-        same=lambda row: row.effective_at.date() if row.effective_at else None,
+        same=lambda row: localtime.day_of(row.effective_at) if row.effective_at else None,
     )
 
 

@@ -45,13 +45,13 @@ has its own, and says so on its reports):
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from portal.models import FhirRecord
-from portal.phr import units
+from portal.phr import measures, units
 from portal.phr.classify import codes_of
 from portal.phr.records import Records
 from portal.phr.words import number, parse_date, unit_words
@@ -426,6 +426,7 @@ class Usual:
     built_in: bool = False  # from the table, not from the clinic
     who: str | None = None  # whom the built-in range is for: "adults", "women", "children"
     usual_result: str | None = None  # coded results: what is usual ("negative")
+    substance: str | None = None  # what was measured, when mass and amount convert (glucose)
 
     def bounds_in(self, unit: str | None) -> tuple[float | None, float | None]:
         """The bounds as floats in another unit (for a chart), when that is safe."""
@@ -434,7 +435,9 @@ class Usual:
             if value is None:
                 return None
             return (
-                units.convert(float(value), self.unit, unit) if unit != self.unit else float(value)
+                units.convert(float(value), self.unit, unit, self.substance)
+                if unit != self.unit
+                else float(value)
             )
 
         return convert(self.low), convert(self.high)
@@ -504,12 +507,13 @@ def usual_range(
 ) -> Usual | None:
     """The clinic's range for this result, else the table's for its code, unit and patient."""
     age = age_on(who.born, day_of(raw, at)) if who else None
-    clinic = clinic_range(raw, unit, age)
-    if clinic is not None:
-        return clinic
     code = _loinc(raw)
-    entry = TABLE.get(code or "")
-    return built_in(entry, unit, age, who.sex if who else None) if entry else None
+    found = clinic_range(raw, unit, age)
+    if found is None:
+        entry = TABLE.get(code or "")
+        found = built_in(entry, unit, age, who.sex if who else None) if entry else None
+    substance = measures.substance_of(code)  # glucose ranges shown in mmol/L or mg/dL alike
+    return replace(found, substance=substance) if found is not None and substance else found
 
 
 def clinic_range(raw: dict[str, Any], unit: str | None, age: int | None) -> Usual | None:

@@ -3,7 +3,8 @@
 A page of a large record takes milliseconds of queries, FHIR decoding and rendering; the
 record changes only when a sync stores something (`EhrConnection.data_version`). So a page
 part, once rendered, is kept under a key made of everything it depends on: who looks (viewer,
-the sections they may see), whose record, the record's version, the day (ages, "current"),
+the sections they may see, their units and time zone), whose record, the record's version,
+the day on the viewer's calendar (ages, "current"),
 the code and templates that drew it (`build`), and the page and its validated parameters.
 Any change gives a new key: there is nothing to invalidate, stale rows are pruned on write.
 
@@ -23,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from portal.db import upsert_insert, utcnow
 from portal.models import PageSnapshot
+from portal.phr import preferences
 from portal.phr.access import RecordView
 
 
@@ -54,8 +56,9 @@ def version(view: RecordView) -> str:
 def key(view: RecordView, build: str, today: date, page: Sequence[Any]) -> str:
     sections = "*" if view.sections is None else ",".join(sorted(view.sections))
     actions = ",".join(sorted(view.actions))  # what the page offers (adding entries...)
+    shown = preferences.current().key  # the viewer's units and time zone: a change shows at once
     return _digest(
-        [build, view.viewer_id, sections, actions, version(view), today.isoformat(), *page]
+        [build, view.viewer_id, sections, actions, shown, version(view), today.isoformat(), *page]
     )
 
 

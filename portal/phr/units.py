@@ -142,16 +142,46 @@ def kind(unit: str | None) -> str:
     return ".".join(f"{b}^{e}" for b, e in parsed.dimension) or "1"
 
 
-def convert(value: float, from_unit: str | None, to_unit: str | None) -> float | None:
-    """`value` in `from_unit` expressed in `to_unit`, or None when that is not a safe conversion."""
+# g/mol of the substances whose mass and amount concentrations a patient is shown in
+# either (mg/dL <-> mmol/L): only when the caller says which substance was measured.
+MOLAR_MASS = {"glucose": 180.156}
+
+
+def convert(
+    value: float, from_unit: str | None, to_unit: str | None, substance: str | None = None
+) -> float | None:
+    """`value` in `from_unit` expressed in `to_unit`, or None when that is not a safe conversion.
+
+    With a `substance` of `MOLAR_MASS`, mass and amount of it convert too (mg/dL <-> mmol/L)."""
     if from_unit == to_unit:
         return value
     if from_unit in TEMPERATURES and to_unit in TEMPERATURES:
         return _from_kelvin(_to_kelvin(value, from_unit), to_unit)
     ua, ub = parse(from_unit), parse(to_unit)
-    if ua is None or ub is None or ua.dimension != ub.dimension:
+    if ua is None or ub is None:
         return None
-    return value * ua.factor / ub.factor
+    if ua.dimension == ub.dimension:
+        return value * ua.factor / ub.factor
+    molar_mass = MOLAR_MASS.get(substance or "")
+    if molar_mass is not None:
+        if _swap(ua.dimension, "mol", "g") == ub.dimension:  # amount -> mass
+            return value * ua.factor * molar_mass / ub.factor
+        if _swap(ua.dimension, "g", "mol") == ub.dimension:  # mass -> amount
+            return value * ua.factor / molar_mass / ub.factor
+    return None
+
+
+Dimension = tuple[tuple[str, int], ...]
+
+
+def _swap(dimension: Dimension, old: str, new: str) -> Dimension:
+    """`dimension` with one power of `old` replaced by `new` (unchanged when it has no `old`)."""
+    dims = Counter(dict(dimension))
+    if dims.get(old) != 1 or new in dims:
+        return dimension
+    del dims[old]
+    dims[new] = 1
+    return tuple(sorted(dims.items()))
 
 
 def _to_kelvin(value: float, unit: str | None) -> float:

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from portal.models import FhirRecord
 from portal.phr.labs import flag_of
 from portal.phr.records import Page, Records, Row, ref_key
-from portal.phr.vitals import BP_PANELS, blood_pressure_texts
+from portal.phr.vitals import BP_PANELS, blood_pressure_texts, shown_text
 from portal.phr.words import (
     absent_reason,
     concept_text,
@@ -237,7 +237,7 @@ def _happened(row: Row) -> Happened:
     detail = None
     flagged = False
     if row.resource_type == "Observation":
-        detail = value_text(raw) or absent_reason(raw)
+        detail = shown_text(row) or value_text(raw) or absent_reason(raw)  # the patient's units
         flag = flag_of(raw)
         if flag and detail:
             detail = f"{detail} ({flag.words.lower()})"

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from portal.models import FhirRecord
-from portal.phr import ranges, units
+from portal.phr import measures, ranges, units
 from portal.phr.about_tests import about_vital
 from portal.phr.charts import Chart, Measurement, line_chart
 from portal.phr.labs import unit_of
@@ -28,7 +28,6 @@ from portal.phr.words import (
 BP_PANELS = ("85354-9", "55284-4")
 SYSTOLIC, DIASTOLIC = "8480-6", "8462-4"
 RECENT_IN_CARD = 5
-GLUCOSE_MG_PER_MMOL = 18.016  # glucose, 180.16 g/mol
 CHART_POINTS = 60  # the overview charts each kind's latest readings; its own page has them all
 ELEMENTS = (
     "effectiveDateTime",
@@ -223,6 +222,7 @@ def _card(
     `total` is how many readings there are when `rows` are only the latest of them.
     """
     rows, also = distinct(records, rows)  # one reading sent by two clinics: once
+    kind = replace(kind, unit=measures.unit_for(kind.key, kind.unit))  # the patient's units
     measured = _blood_pressure(rows) if kind.key == "blood-pressure" else _measure(kind, rows)
     usable = [m for m in measured if not m.apart]
     apart = [m for m in measured if m.apart]
@@ -243,7 +243,7 @@ def _card(
         chart=_chart(kind, usable, label, records.own_ids, judged),
         kept_apart=tuple(_reading(records, kind, m, also, judged) for m in apart) if usable else (),
         about=about_vital(kind.key),
-        usual=latest.usual.words() if latest and latest.usual else None,
+        usual=latest.usual.words(kind.unit) if latest and latest.usual else None,
         usual_source=latest.usual.source_words if latest and latest.usual else None,
         no_range=_no_range(kind, latest),
     )
@@ -272,8 +272,12 @@ def _judge(kind: Kind, m: _Measured, who: ranges.Person) -> _Judged:
         assert top is not None and bottom is not None  # a category needs both numbers
         return _Judged(None, high, category, second_high=bottom >= ranges.BP_NORMAL_BOTTOM)
     entry = ranges.VITALS.get(kind.key)
-    usual = ranges.built_in(entry, kind.unit, age, who.sex) if entry else None
-    return _Judged(usual, ranges.flag({}, ranges.decimal(m.value), usual))
+    table_unit = KIND_BY_KEY[kind.key].unit  # the table's unit; `kind.unit` is the patient's
+    usual = ranges.built_in(entry, table_unit, age, who.sex) if entry else None
+    value = m.value
+    if value is not None and table_unit != kind.unit:
+        value = units.convert(value, kind.unit, table_unit)  # compared in the table's unit
+    return _Judged(usual, ranges.flag({}, ranges.decimal(value), usual))
 
 
 def _no_range(kind: Kind, latest: _Judged | None) -> str | None:
@@ -306,9 +310,7 @@ def _measure(kind: Kind, rows: list[Row]) -> list[_Measured]:
         q = row.raw.get("valueQuantity")
         if isinstance(q, dict) and isinstance(q.get("value"), int | float):
             own = unit_of(q)
-            value = units.convert(float(q["value"]), own, kind.unit)
-            if value is None and kind.key == "glucose" and own == "mmol/L":
-                value = float(q["value"]) * GLUCOSE_MG_PER_MMOL  # one substance: convertible
+            value = measures.convert(float(q["value"]), own, kind.unit, row.code)
             if value is None:
                 out.append(_Measured(row, float(q["value"]), apart=True))
             else:
@@ -409,6 +411,23 @@ def _blood_pressure(rows: list[Row]) -> list[_Measured]:
 _EPOCH = datetime(1, 1, 1, tzinfo=UTC)
 
 
+def shown_text(row: Row) -> str | None:
+    """A weight, height, temperature or glucose measurement in the patient's units, in words
+    (None for other measurements, or when its unit does not convert)."""
+    kind = KIND_BY_CODE.get(row.code or "")
+    key = kind.key if kind else ("glucose" if measures.substance_of(row.code) else None)
+    q = row.raw.get("valueQuantity")
+    if key not in measures.SHOWN or not isinstance(q, dict):
+        return None
+    if not isinstance(q.get("value"), int | float) or isinstance(q.get("value"), bool):
+        return None
+    target = measures.unit_for(key, "")
+    value = measures.convert(float(q["value"]), unit_of(q), target, row.code)
+    if value is None:
+        return None
+    return f"{q.get('comparator') or ''}{number(value)} {unit_words(target)}"
+
+
 def blood_pressure_texts(rows: list[Row]) -> list[str]:
     """Blood pressure readings among `rows` as `120/80 mmHg`."""
     kind = KIND_BY_KEY["blood-pressure"]
@@ -467,7 +486,7 @@ def _chart(
         newest_judged = judged.get(main[0][2].row.id)
         if newest_judged and newest_judged.usual:
             band = newest_judged.usual.bounds_in(kind.unit)
-            usual_words = newest_judged.usual.words()
+            usual_words = newest_judged.usual.words(kind.unit)
     values = [m.value for _, ms in series for m in ms]
     newest, oldest = main[0][2], main[-1][2]
     latest = (

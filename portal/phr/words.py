@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
+
+from portal.phr import localtime
 
 DATA_ABSENT_URL = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
 # http://terminology.hl7.org/CodeSystem/data-absent-reason, in a patient's words.
@@ -234,9 +236,12 @@ def range_text(value: Any) -> str | None:
 
 
 def parse_date(value: Any) -> date | None:
-    """The calendar date of a FHIR date/dateTime as written (the clinic's own day)."""
+    """The calendar date of a FHIR date as written; of a dateTime, the patient's own day."""
     if not isinstance(value, str) or len(value) < 4:
         return None
+    day = localtime.local_day(value)
+    if day is not None:
+        return day
     try:
         if len(value) == 4:
             return date(int(value), 1, 1)
@@ -250,7 +255,7 @@ def parse_date(value: Any) -> date | None:
 def date_text(value: Any) -> str | None:
     """A FHIR date/dateTime as `3 Mar 2023` (`Mar 2023`, `2023` when that is all we know)."""
     if isinstance(value, datetime):
-        value = value.astimezone(UTC).date()
+        value = localtime.day_of(value)
     if isinstance(value, date):
         return f"{value.day} {MONTHS[value.month - 1]} {value.year}"
     parsed = parse_date(value)

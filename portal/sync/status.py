@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from portal.db import utcnow
 from portal.models import EhrConnection, EhrServer, FhirRecord, QuarantinedResource, SyncRun
+from portal.phr import localtime
 from portal.phr.availability import Answer, Availability, and_list, answers, clinic_words
 from portal.phr.records import latest_runs
 from portal.phr.words import ago_text, date_text
@@ -62,7 +63,7 @@ class ConnectionStatus:
 
     @property
     def last_synced(self) -> str:
-        """ "21 Nov 2025, 10:45 UTC" or "never"."""
+        """ "21 Nov 2025, 10:45" (the patient's time) or "never"."""
         return _when(self.last_synced_at) if self.last_synced_at else "never"
 
     @property
@@ -181,7 +182,7 @@ class ConnectionStatus:
 
 
 def _when(when: datetime) -> str:
-    return f"{date_text(when)}, {when.strftime('%H:%M')} UTC"
+    return f"{date_text(when)}, {localtime.time_text(when)}"  # on the patient's clock
 
 
 def _items(n: int) -> str:

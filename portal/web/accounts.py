@@ -25,7 +25,7 @@ from wtforms.validators import DataRequired, Email, Length, Optional
 from portal import jobs
 from portal.accounts import passwords, service
 from portal.extensions import db, limiter
-from portal.web import account_mail, signin_guard
+from portal.web import account_mail, shown, signin_guard
 from portal.web.auth import current_account, end_other_sessions, safe_next, sign_in, sign_out
 from portal.web.forms import PortalForm, current_password, new_password, repeated_password
 from portal.web.sessions import DRAFT_KEY, ENDED_KEY
@@ -46,12 +46,16 @@ class SignUpForm(PortalForm):
 
 
 class ConfirmForm(PortalForm):
-    """Only the CSRF token: the account is made by a POST, not by a mail scanner's GET."""
+    """The CSRF token (the account is made by a POST, not by a mail scanner's GET) and the
+    browser's time zone."""
+
+    zone = shown.browser_zone_field()
 
 
 class SignInForm(PortalForm):
     email = EmailField("Email", validators=[DataRequired(), Length(max=320)])
     password = current_password("Password")
+    zone = shown.browser_zone_field()
 
 
 class ResetRequestForm(PortalForm):
@@ -61,6 +65,7 @@ class ResetRequestForm(PortalForm):
 class ResetForm(PortalForm):
     password = new_password("New password")
     confirm = repeated_password("Repeat the new password")
+    zone = shown.browser_zone_field()
 
 
 def _signin_limit() -> str:
@@ -108,6 +113,7 @@ def signup_confirm(token: str):
             # the link owns the mailbox, so saying so reveals nothing to anyone else.
             return render_template("accounts/signup_done_already.html"), 409
         sign_in(account)
+        shown.remember_browser_zone(account, form.zone.data)
         flash("Your account is ready and you are signed in.")
         return redirect(url_for("home.index"))
     return render_template("accounts/signup_confirm.html", form=form, email=pending.email)
@@ -130,6 +136,7 @@ def signin():
         if account is not None:
             signin_guard.succeeded(email)
             sign_in(account)
+            shown.remember_browser_zone(account, form.zone.data)
             return redirect(next_url)
         form.password.errors = ["Email or password is incorrect."]
     status = 400 if form.errors else 200
@@ -171,6 +178,7 @@ def reset(token: str):
             form.password.errors = [str(exc)]
         else:
             sign_in(account)
+            shown.remember_browser_zone(account, form.zone.data)
             end_other_sessions(account)  # a copied cookie dies with the old password
             flash("Your password is changed and you are signed in. Every other session has ended.")
             return redirect(url_for("home.index"))

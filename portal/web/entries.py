@@ -24,7 +24,7 @@ from werkzeug.wrappers import Response
 from portal.db import utcnow
 from portal.extensions import db
 from portal.models import Account
-from portal.phr import merge
+from portal.phr import localtime, measures, merge
 from portal.phr.entries import service
 from portal.phr.entries.catalog import MEASURE_BY_KEY, MEASURES, Measure
 from portal.phr.records import Records
@@ -81,8 +81,10 @@ def add(key: str) -> Response | str:
             record = service.add_measurement(db.session, account, entry)
             flash(f"Saved your {measure.name.lower()} reading.")
             return redirect(url_for("records.vitals", _anchor=f"vital-{_kind(record.code)}"))
-    elif form.when.data is None:
-        form.when.data = utcnow().replace(second=0, microsecond=0, tzinfo=None)
+    else:
+        form.unit.data = form.unit.data or measures.entry_unit(measure.key, measure.unit_codes)
+        if form.when.data is None:
+            _now_on_their_clock(form)
     return render_template("entries/measurement.html", form=form, measure=measure, editing=None)
 
 
@@ -93,7 +95,7 @@ def _add_coded(account: Account, kind: EntryKind) -> Response | str:
         flash(f"Saved {kind.title} to your record.")
         return redirect(url_for(kind.listed_at))
     if not form.is_submitted() and isinstance(form, SymptomForm) and form.when.data is None:
-        form.when.data = utcnow().replace(second=0, microsecond=0, tzinfo=None)
+        _now_on_their_clock(form)
     return render_template("entries/coded.html", form=form, kind=kind, editing=None)
 
 
@@ -219,6 +221,12 @@ def split() -> Response | str:
     return render_template("entries/split.html", items=items, ids=[r.id for r in found], back=back)
 
 
+def _now_on_their_clock(form: Any) -> None:
+    """A new entry's `when`: now on the patient's clock (the browser's, once it runs)."""
+    form.when.data, minutes = localtime.now_on_their_clock(utcnow())
+    form.tz.data = str(minutes)
+
+
 def _entry(account: Account, record_id: int) -> Any:
     try:
         return service.entry_of(db.session, account, record_id)
@@ -254,12 +262,14 @@ def _summary(raw: dict[str, Any]) -> dict[str, str | None]:
         else:
             q = raw.get("valueQuantity") or {}
             value, unit = _number_of(q), unit_words(q.get("code"))
+            chosen = measures.in_chosen_units(_kind(_code(raw)), q, _code(raw))
+            unit = f"{unit} ({chosen})" if chosen else unit  # as entered, then in theirs
         when = raw.get("effectiveDateTime")
         return {
             "name": (raw.get("code") or {}).get("text"),
             "value": f"{value} {unit}".strip(),
             "when": date_text(when),
-            "time": when[11:16] if isinstance(when, str) and len(when) > 15 else None,
+            "time": _time(when),
             "note": note,
         }
     name = concept_text(
@@ -283,9 +293,21 @@ def _summary(raw: dict[str, Any]) -> dict[str, str | None]:
         "name": name or kind.heading,
         "value": value,
         "when": date_text(when),
-        "time": when[11:16] if isinstance(when, str) and len(when) > 15 else None,
+        "time": _time(when),
         "note": note,
     }
+
+
+def _time(when: Any) -> str | None:
+    """The clock time of a moment on the patient's clock (None for a date only)."""
+    at = localtime.moment(when)
+    return localtime.time_text(at) if at is not None else None
+
+
+def _code(raw: dict[str, Any]) -> str | None:
+    codings = (raw.get("code") or {}).get("coding") or [{}]
+    code = codings[0].get("code")
+    return str(code) if code else None
 
 
 def _medication_words(raw: dict[str, Any]) -> str:

@@ -32,7 +32,7 @@ from werkzeug.exceptions import NotFound
 from portal.db import utcnow
 from portal.extensions import db
 from portal.models import EhrConnection, SyncRun
-from portal.phr import answers, availability, claims, imaging, launch, lists, snapshots
+from portal.phr import answers, availability, claims, imaging, launch, lists, localtime, snapshots
 from portal.phr import documents as docs
 from portal.phr import labs as lab_results
 from portal.phr import records as rec
@@ -120,7 +120,7 @@ def _page(
     """
     fragment = wants_fragment()
     part = block if fragment else "records_main"
-    today = utcnow().date()
+    today = localtime.today(utcnow())  # the patient's day (ages, "current")
     build_id = _build_id(str(Path(__file__).parent.parent), _templates_folder())
     # What the clinics' syncs say of each section is part of the page, as the records are.
     answers = availability.version(records)

@@ -26,7 +26,7 @@ from portal.accounts import service
 from portal.extensions import db, htmx
 from portal.models import Account, SessionKind
 from portal.sessions import describe
-from portal.web import signin_guard
+from portal.web import shown, signin_guard
 from portal.web.auth import (
     current_account,
     end_other_sessions,
@@ -181,7 +181,7 @@ def account() -> str:
     return _account_page(PasswordChangeForm())
 
 
-def _account_page(form: PasswordChangeForm) -> str:
+def _account_page(form: PasswordChangeForm, shown_form: shown.ShownForm | None = None) -> str:
     person = current_account()
     assert person is not None
     now = interface().clock()
@@ -193,9 +193,23 @@ def _account_page(form: PasswordChangeForm) -> str:
     return render_template(
         "sessions/account.html",
         form=form,
+        shown_form=shown_form or shown.form_for(person),
         sessions=sessions,
         has_password=bool(person.password_hash),
     )
+
+
+@bp.post("/account/shown")
+@full_session_required
+def change_shown() -> Response | tuple[str, int]:
+    """The units and time zone the person's record is shown in."""
+    person = current_account()
+    assert person is not None
+    form = shown.ShownForm()
+    if form.validate_on_submit() and shown.choose(person, form):
+        flash("Saved: your record is shown in these units and this time zone.")
+        return redirect(url_for("sessions.account"))
+    return _account_page(PasswordChangeForm(formdata=None), shown_form=form), 400
 
 
 @bp.post("/account/sessions/end-others")

@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from portal.phr import words
+from portal.phr.preferences import Preferences, shown_as
 
 
 @pytest.mark.parametrize(
@@ -55,8 +56,12 @@ def test_quantities_and_units_in_words() -> None:
     )
 
 
-def test_dates_as_written() -> None:
-    assert words.date_text("2023-03-04T23:30:00-05:00") == "4 Mar 2023"
+def test_dates_on_the_patients_calendar() -> None:
+    # A moment is on the patient's day (UTC by default), whatever offset it was written with.
+    assert words.date_text("2023-03-04T23:30:00-05:00") == "5 Mar 2023"
+    with shown_as(Preferences(zone="America/New_York")):
+        assert words.date_text("2023-03-04T23:30:00-05:00") == "4 Mar 2023"
+        assert words.date_text("2023-03-05") == "5 Mar 2023"  # a date only: never shifted
     assert words.date_text("2023-03") == "Mar 2023"
     assert words.date_text("2023") == "2023"
     assert words.date_text("nonsense") is None

@@ -17,7 +17,7 @@ from flask.testing import FlaskClient
 from markupsafe import escape
 
 from portal.extensions import db
-from portal.models import EhrConnection
+from portal.models import EhrConnection, UnitSystem
 from portal.phr import about_tests, ranges
 from portal.phr.classify import classify
 from portal.phr.vitals import BP_NO_CATEGORY
@@ -115,6 +115,7 @@ def test_the_clinics_own_range_wins_on_the_page(app: Flask, client: FlaskClient)
         connection = db.session.get(EhrConnection, connection_id)
         assert connection is not None
         f.add_resources(db.session, connection, [theirs])
+        connection.account.units = UnitSystem.US  # reads glucose in mg/dL, as the clinic sent
         db.session.commit()
     text = client.get("/records/labs/test/2339-0").text
     start = text.index('<p class="latest">')

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from portal.phr import units
+
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
 OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
@@ -47,6 +49,17 @@ def _same(value: float) -> float:
     return value
 
 
+def _unit(code: str, label: str, base: str, substance: str | None = None) -> Unit:
+    """A unit the form offers, converted into the measure's first unit by the UCUM table."""
+
+    def to_base(value: float) -> float:
+        converted = units.convert(value, code, base, substance)
+        assert converted is not None  # every pair below is a safe conversion (tested)
+        return converted
+
+    return Unit(code, label, to_base)
+
+
 MMHG = Unit("mm[Hg]", "mmHg", _same)
 
 MEASURES: tuple[Measure, ...] = (
@@ -74,7 +87,7 @@ MEASURES: tuple[Measure, ...] = (
         "vital-signs",
         (
             Unit("kg", "kg", _same),
-            Unit("[lb_av]", "lb", lambda v: v * 0.45359237),
+            _unit("[lb_av]", "lb", "kg"),
         ),
         0.5,
         500,
@@ -87,7 +100,7 @@ MEASURES: tuple[Measure, ...] = (
         "vital-signs",
         (
             Unit("cm", "cm", _same),
-            Unit("[in_i]", "in", lambda v: v * 2.54),
+            _unit("[in_i]", "in", "cm"),
         ),
         20,
         272,
@@ -111,7 +124,7 @@ MEASURES: tuple[Measure, ...] = (
         "vital-signs",
         (
             Unit("Cel", "°C", _same),
-            Unit("[degF]", "°F", lambda v: (v - 32) * 5 / 9),
+            _unit("[degF]", "°F", "Cel"),
         ),
         30,
         45,
@@ -124,7 +137,7 @@ MEASURES: tuple[Measure, ...] = (
         "laboratory",
         (
             Unit("mg/dL", "mg/dL", _same),
-            Unit("mmol/L", "mmol/L", lambda v: v * 18.016),
+            _unit("mmol/L", "mmol/L", "mg/dL", "glucose"),
         ),
         10,
         1000,
