@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from portal.models import FhirRecord
 from portal.phr.labs import flag_of
+from portal.phr.names import medicine_name
 from portal.phr.records import Page, Records, Row, ref_key
 from portal.phr.vitals import BP_PANELS, blood_pressure_texts
 from portal.phr.words import (
@@ -229,7 +230,7 @@ def _happened(row: Row) -> Happened:
     what = (
         concept_text(raw.get("code"))
         or concept_text(raw.get("vaccineCode"))
-        or concept_text(raw.get("medicationCodeableConcept"))
+        or medicine_name(concept_text(raw.get("medicationCodeableConcept")))
         or (concept_text(raw.get("category")) if row.category == "careplans" else None)
         or tidy(row.display)
         or "Unnamed record"
