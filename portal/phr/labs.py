@@ -222,6 +222,11 @@ def recent_results(records: Records, limit: int = 8) -> list[tuple[str, LabResul
     return [(_name(row), _result(records, row, own_unit(row))) for row in rows]
 
 
+def result_of(records: Records, row: Row) -> LabResult:
+    """One result (a full row) as reported, in words."""
+    return _result(records, row, own_unit(row))
+
+
 @dataclass(frozen=True)
 class _Point:
     """A numeric result in its series' unit, before any words are made of it."""
