@@ -287,7 +287,8 @@ def _words(kind: Kind, m: _Measured) -> tuple[str, str | None]:
     elif m.value is None or m.apart:
         text = value_text(raw) or absent_reason(raw) or "No value recorded"
     else:
-        text = f"{number(m.value)} {unit_words(kind.unit)}".strip()
+        sent = raw["valueQuantity"]["value"] if not m.converted else m.value  # as precise
+        text = f"{number(sent)} {unit_words(kind.unit)}".strip()
         reported = f"{value_text(raw)} as recorded" if m.converted else None
     return text, reported
 
