@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from portal.models import FhirRecord
 from portal.phr.merge import fold
-from portal.phr.names import coded_as, medicine_name, phone_text, plain_case
+from portal.phr.names import coded_as, first_capital, medicine_name, phone_text, plain_case
 from portal.phr.own import own_medicine_words
 from portal.phr.records import Page, Records, Row, display_name
 from portal.phr.words import (
@@ -539,7 +539,7 @@ def care_plans(records: Records, show: str = "all") -> list[CarePlan]:
                 title=str(title or "Care plan"),
                 status=status_words(row.status) or "Status not recorded",
                 active=row.status in ACTIVE_PLAN,
-                period=period_text(raw.get("period")),
+                period=first_capital(period_text(raw.get("period"))),
                 addresses=", ".join(a for a in addresses if a) or None,
                 activities=tuple(activities),
                 description=raw.get("description"),
@@ -642,7 +642,7 @@ def care_teams(records: Records) -> list[CareTeam]:
                 id=row.id,
                 name=str(raw.get("name") or concept_text(raw.get("category")) or "Care team"),
                 status=status_words(row.status) or "Status not recorded",
-                period=period_text(raw.get("period")),
+                period=first_capital(period_text(raw.get("period"))),
                 reason=", ".join(r for r in reasons if r) or None,
                 members=tuple(members),
                 source=records.source(row),
@@ -727,7 +727,7 @@ def coverage(records: Records) -> list[Coverage]:
                 kind=concept_text(raw.get("type")),
                 status=status_words(row.status) or "Status not recorded",
                 active=row.status in (None, "active"),
-                period=period_text(raw.get("period")),
+                period=first_capital(period_text(raw.get("period"))),
                 member_id=raw.get("subscriberId")
                 or next(
                     (

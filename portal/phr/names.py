@@ -67,6 +67,12 @@ def plain_case(text: str | None) -> str | None:
     return title_case(text) if is_shouted(text) else text
 
 
+def first_capital(text: str | None) -> str | None:
+    """Text that starts a line, with its first letter in capitals and the rest as it is
+    ("since 21 May 1963" -> "Since 21 May 1963"; Jinja's `capitalize` would write "may")."""
+    return text[:1].upper() + text[1:] if text else text
+
+
 def phone_text(value: str) -> str:
     """A phone number grouped for reading: "9789376000" -> "978-937-6000" (North American
     numbers); any other number as the clinic wrote it."""

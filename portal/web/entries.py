@@ -27,6 +27,7 @@ from portal.models import Account
 from portal.phr import merge
 from portal.phr.entries import service
 from portal.phr.entries.catalog import MEASURE_BY_KEY, MEASURES, Measure
+from portal.phr.own import own_medicine_words, reaction_words
 from portal.phr.records import Records
 from portal.phr.words import concept_text, date_text, number, unit_words
 from portal.sync import writeback
@@ -271,6 +272,8 @@ def _summary(raw: dict[str, Any]) -> dict[str, str | None]:
         or raw.get("authoredOn")
         or raw.get("date")
     )
+    if kind.key == "medication":  # "You take it since 21 May 1963": the date is in the words
+        when = None
     value = {
         "medication": _medication_words(raw),
         "allergy": _status_words(raw),
@@ -285,11 +288,12 @@ def _summary(raw: dict[str, Any]) -> dict[str, str | None]:
         "when": date_text(when),
         "time": when[11:16] if isinstance(when, str) and len(when) > 15 else None,
         "note": note,
+        "reaction": reaction_words(raw) if kind.key == "allergy" else None,
     }
 
 
 def _medication_words(raw: dict[str, Any]) -> str:
-    taking = "You take it" if raw.get("status") == "active" else "You stopped taking it"
+    taking = own_medicine_words(raw, raw.get("status") == "active")
     dosage = ((raw.get("dosageInstruction") or [{}])[0]).get("text")
     return f"{taking}: {dosage}" if dosage else taking
 
