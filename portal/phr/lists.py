@@ -12,7 +12,14 @@ import sqlalchemy as sa
 
 from portal.models import FhirRecord
 from portal.phr.merge import fold
-from portal.phr.names import coded_as, first_capital, medicine_name, phone_text, plain_case
+from portal.phr.names import (
+    category_text,
+    coded_as,
+    first_capital,
+    medicine_name,
+    phone_text,
+    plain_case,
+)
 from portal.phr.own import own_medicine_words
 from portal.phr.records import Page, Records, Row, display_name
 from portal.phr.words import (
@@ -531,7 +538,7 @@ def care_plans(records: Records, show: str = "all") -> list[CarePlan]:
                 status = detail.get("status") if isinstance(detail, dict) else None
                 activities.append(Activity(str(what), status_words(status)))
         addresses = [records.ref_name(names, row, x) for x in raw.get("addresses") or []]
-        categories = [concept_text(c) for c in raw.get("category") or []]
+        categories = [category_text(c) for c in raw.get("category") or []]
         title = raw.get("title") or next((c for c in categories if c), None)
         items.append(
             CarePlan(
@@ -640,7 +647,7 @@ def care_teams(records: Records) -> list[CareTeam]:
         items.append(
             CareTeam(
                 id=row.id,
-                name=str(raw.get("name") or concept_text(raw.get("category")) or "Care team"),
+                name=str(raw.get("name") or category_text(raw.get("category")) or "Care team"),
                 status=status_words(row.status) or "Status not recorded",
                 period=first_capital(period_text(raw.get("period"))),
                 reason=", ".join(r for r in reasons if r) or None,

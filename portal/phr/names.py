@@ -209,3 +209,63 @@ def coded_as(concept: Any) -> tuple[str, ...]:
         head = f"{system} {code}" if code else system
         lines.append(f"{head}: {display}" if display else head)
     return tuple(lines)
+
+
+# Category codes of FHIR and HL7 code systems, in words (a category coded without a display
+# shows these words, and a code not listed here is never shown).
+CATEGORY_WORDS = {
+    "clinical-note": "Clinical note",
+    "vital-signs": "Vital signs",
+    "vital-sign": "Vital signs",
+    "laboratory": "Lab results",
+    "LAB": "Lab results",
+    "imaging": "Imaging",
+    "RAD": "Imaging",
+    "social-history": "Social history",
+    "survey": "Questionnaire",
+    "exam": "Examination",
+    "procedure": "Procedure",
+    "therapy": "Therapy",
+    "activity": "Activity",
+    "problem-list-item": "Health problem",
+    "encounter-diagnosis": "Diagnosis at a visit",
+    "health-concern": "Symptom or concern",
+    "assess-plan": "Assessment and plan",
+    "careteam": "Care team",
+    "longitudinal": "Care team",
+    "encounter": "Care team for a visit",
+    "episode": "Care team",
+    "CAR": "Heart",
+    "CT": "CT scan",
+    "MR": "MRI scan",
+    "US": "Ultrasound",
+    "PAT": "Pathology",
+    "MB": "Microbiology",
+    "HM": "Blood tests",
+    "CH": "Chemistry",
+    "CP": "Cytopathology",
+    "GE": "Genetics",
+    "SP": "Surgical pathology",
+}
+
+
+def category_text(value: Any) -> str | None:
+    """A category (CodeableConcept, Coding, or a list of them) in words: its text or display,
+    else the words for its code; never a bare code."""
+    items = value if isinstance(value, list) else [value]
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        if item.get("text"):
+            return str(item["text"])
+        codings = [c for c in item.get("coding") or [] if isinstance(c, dict)]
+        if "code" in item or "display" in item:
+            codings.append(item)
+        for coding in codings:
+            if coding.get("display"):
+                return str(coding["display"])
+        for coding in codings:
+            words = CATEGORY_WORDS.get(str(coding.get("code")))
+            if words:
+                return words
+    return None

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from portal.models import FhirRecord
 from portal.phr.labs import flag_of
-from portal.phr.names import medicine_name
+from portal.phr.names import category_text, medicine_name
 from portal.phr.records import Page, Records, Row, ref_key
 from portal.phr.vitals import BP_PANELS, blood_pressure_texts
 from portal.phr.words import (
@@ -239,7 +239,7 @@ def _happened(row: Row) -> Happened:
         concept_text(raw.get("code"))
         or concept_text(raw.get("vaccineCode"))
         or medicine_name(concept_text(raw.get("medicationCodeableConcept")))
-        or (concept_text(raw.get("category")) if row.category == "careplans" else None)
+        or (category_text(raw.get("category")) if row.category == "careplans" else None)
         or tidy(row.display)
         or "Unnamed record"
     )
