@@ -296,7 +296,7 @@ def build_test(
 
 def _point(row: Row, target: str | None) -> _Point:
     q = row.raw["valueQuantity"]
-    value = float(q["value"])
+    value: float = q["value"]  # a FhirDecimal keeps the digits sent (portal.fhirjson)
     converted = units.convert(value, unit_of(q), target)
     value = value if converted is None else converted
     low, high, _ = _range(row.raw, target, in_words=False)

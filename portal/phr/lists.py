@@ -674,8 +674,13 @@ def contacts(records: Records) -> list[Contact]:
         address = None
         for a in raw.get("address") or []:
             if isinstance(a, dict):
-                parts = [*(a.get("line") or []), a.get("city"), a.get("state"), a.get("postalCode")]
-                address = ", ".join(plain_case(str(p)) or "" for p in parts if p) or None
+                named = [*(a.get("line") or []), a.get("city")]  # state and postcode as sent
+                parts = [
+                    *(plain_case(str(p)) for p in named if p),
+                    a.get("state"),
+                    a.get("postalCode"),
+                ]
+                address = ", ".join(str(p) for p in parts if p) or None
                 break
         items.append(
             Contact(

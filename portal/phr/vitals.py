@@ -242,7 +242,7 @@ def _measure(kind: Kind, rows: list[Row]) -> list[_Measured]:
         q = row.raw.get("valueQuantity")
         if isinstance(q, dict) and isinstance(q.get("value"), int | float):
             own = unit_of(q)
-            value = units.convert(float(q["value"]), own, kind.unit)
+            value = units.convert(q["value"], own, kind.unit)  # digits as sent when unchanged
             if value is None and kind.key == "glucose" and own == "mmol/L":
                 value = float(q["value"]) * GLUCOSE_MG_PER_MMOL  # one substance: convertible
             if value is None:
@@ -287,8 +287,7 @@ def _words(kind: Kind, m: _Measured) -> tuple[str, str | None]:
     elif m.value is None or m.apart:
         text = value_text(raw) or absent_reason(raw) or "No value recorded"
     else:
-        sent = raw["valueQuantity"]["value"] if not m.converted else m.value  # as precise
-        text = f"{number(sent)} {unit_words(kind.unit)}".strip()
+        text = f"{number(m.value)} {unit_words(kind.unit)}".strip()
         reported = f"{value_text(raw)} as recorded" if m.converted else None
     return text, reported
 
