@@ -55,13 +55,9 @@ def places_of(value: Any) -> int | None:
     return None
 
 
-def _decimal(text: str) -> float:
-    return FhirDecimal(text)
-
-
 def loads(data: str | bytes) -> Any:
     """JSON text as Python, its decimals as FhirDecimal."""
-    return json.loads(data, parse_float=_decimal)
+    return json.loads(data, parse_float=FhirDecimal)
 
 
 def _default(value: Any) -> Any:
