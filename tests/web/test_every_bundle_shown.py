@@ -104,9 +104,9 @@ class Site:
             for link in self._fetch(path):
                 if link not in fetched and LIST_PAGE.search(link):
                     queue.append(link)
-        # A few pages of each kind that no list check needs, so that their words are read.
+        # A page of each kind that no list check may need, so that its words are read too.
         for kind in ("/records/labs/test/", "/records/vitals/"):
-            for link in [x for x in dict.fromkeys(self.links) if x.startswith(kind)][:3]:
+            for link in [x for x in dict.fromkeys(self.links) if x.startswith(kind)][:1]:
                 self.visit(link)
 
     def _fetch(self, path: str) -> list[str]:
