@@ -305,4 +305,4 @@ def _status_words(raw: dict[str, Any]) -> str:
 
 def _number_of(quantity: dict[str, Any]) -> str:
     value = quantity.get("value")
-    return number(float(value)) if isinstance(value, int | float) else "?"
+    return number(value) if isinstance(value, int | float) else "?"  # with the digits typed

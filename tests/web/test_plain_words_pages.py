@@ -235,3 +235,12 @@ def test_an_own_allergy_page_shows_the_reaction_and_severity_entered(
     assert "Reaction: Hives" in words(listing) and "Severe" in words(listing)
     entry = words(client.get(f"/entries/{_entry_id(listing)}").text)
     assert "Reaction: Hives (severe)" in entry
+
+
+def test_an_own_reading_keeps_the_digits_typed(client: FlaskClient, me: int) -> None:
+    form = {"value": "70.50", "unit": "kg", "when": "2026-03-04T08:30", "tz": "0"}
+    assert client.post("/entries/new/weight", data=form).status_code == 302
+    vitals = client.get("/records/vitals").text
+    assert "70.50 kg" in words(vitals)
+    entry_id = int(re.findall(r'href="/entries/(\d+)"', vitals)[0])
+    assert "70.50 kg" in words(client.get(f"/entries/{entry_id}").text)
