@@ -14,6 +14,7 @@ from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from portal import fhirjson
 from portal.db import make_engine, make_sessionmaker
 
 log = logging.getLogger(__name__)
@@ -27,12 +28,21 @@ class Database:
     `after_commit` and runs only once the commit has succeeded; a rollback drops it.
     """
 
-    def __init__(self, url_key: str = "DATABASE_URL", name: str = "db") -> None:
+    def __init__(
+        self, url_key: str = "DATABASE_URL", name: str = "db", *, exact_decimals: bool = False
+    ) -> None:
         self.url_key = url_key
         self.name = name
+        self.exact_decimals = exact_decimals
 
     def init_app(self, app: Flask, engine: Engine | None = None) -> None:
-        engine = engine or make_engine(app.config[self.url_key])
+        # Stored FHIR is read back with its decimals as written (portal.fhirjson).
+        exact = (
+            {"json_serializer": fhirjson.column_dumps, "json_deserializer": fhirjson.loads}
+            if self.exact_decimals
+            else {}
+        )
+        engine = engine or make_engine(app.config[self.url_key], **exact)
         app.extensions[self.name] = (engine, make_sessionmaker(engine))
         app.after_request(self._commit)
         app.teardown_appcontext(self._close)
@@ -102,7 +112,7 @@ def config_limit(name: str) -> Callable[[], str]:
     return lambda: str(current_app.config[name])
 
 
-db = Database()
+db = Database(exact_decimals=True)
 csrf = CSRFProtect()
 htmx = HTMX()  # the request's htmx details (flask-htmx)
 # Storage: RATELIMIT_STORAGE_URI, else REDIS_URL (limits hold across workers), else memory://.

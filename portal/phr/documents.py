@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from portal.models import FhirRecord
+from portal.phr.names import category_text
 from portal.phr.records import Page, Records, Row
 from portal.phr.words import concept_text, date_text, status_words, tidy, when_text
 from portal.smart.errors import ConnectionUnavailable, FhirRequestError, SmartError
@@ -124,11 +125,11 @@ def _document(records: Records, row: Row, names: dict[tuple[int, str], str]) -> 
     people = [records.ref_name(names, row, a) for a in raw.get("author") or []]
     people += [records.ref_name(names, row, a) for a in raw.get("performer") or []]
     if row.resource_type == "DiagnosticReport":
-        kind = concept_text(raw.get("category")) or "Report"
+        kind = category_text(raw.get("category")) or "Report"
         title = concept_text(raw.get("code")) or tidy(row.display) or "Report"
         description = raw.get("conclusion")
     else:
-        kind = concept_text(raw.get("category")) or "Document"
+        kind = category_text(raw.get("category")) or "Document"
         title = (
             concept_text(raw.get("type")) or raw.get("description") or tidy(row.display) or "Note"
         )

@@ -210,6 +210,11 @@ def recent_results(records: Records, limit: int = 8) -> list[tuple[str, LabResul
     ]
 
 
+def result_of(records: Records, row: Row) -> LabResult:
+    """One result (a full row) as reported, in words."""
+    return _result(records, row, own_unit(row))
+
+
 @dataclass(frozen=True)
 class _Point:
     """A numeric result in its series' unit, before any words are made of it."""
@@ -288,7 +293,7 @@ def _other_flag(row: Row, who: ranges.Person) -> Flag | None:
 
 def _point(row: Row, target: str | None, who: ranges.Person) -> _Point:
     q = row.raw["valueQuantity"]
-    value = float(q["value"])
+    value: float = q["value"]  # a FhirDecimal keeps the digits sent (portal.fhirjson)
     converted = measures.convert(value, unit_of(q), target, row.code)
     value = value if converted is None else converted
     usual = ranges.usual_range(row.raw, unit_of(q), row.effective_at, who)

@@ -13,12 +13,22 @@ import sqlalchemy as sa
 from portal.models import FhirRecord
 from portal.phr import localtime
 from portal.phr.merge import fold
+from portal.phr.names import (
+    category_text,
+    coded_as,
+    first_capital,
+    medicine_name,
+    phone_text,
+    plain_case,
+)
+from portal.phr.own import own_medicine_words
 from portal.phr.records import Page, Records, Row, display_name
 from portal.phr.words import (
     concept_text,
     date_text,
     dosage_text,
     first_code,
+    lab_name,
     period_text,
     quantity_text,
     range_text,
@@ -112,6 +122,10 @@ class Medication:
     also: tuple[str, ...] = ()  # other sources that report the same fact
     conflict: str | None = None  # where those sources disagree, in words
     merged: tuple[int, ...] = ()  # the records folded into this item (to split them again)
+    # How the clinic coded it ("RxNorm: 200 ACTUAT Albuterol ..."), shown under "Details".
+    details: tuple[str, ...] = ()
+    # The patient's own entry: "You take it since ..." in place of "Prescribed ... by".
+    own: str | None = None
 
 
 def medications(
@@ -140,7 +154,8 @@ def medications(
 def _medication(records: Records, names: dict[tuple[int, str], str], row: Row) -> Medication:
     """One medicine as one source lists it."""
     raw = row.raw
-    name = concept_text(raw.get("medicationCodeableConcept")) or records.ref_name(
+    coded = raw.get("medicationCodeableConcept")
+    name = medicine_name(concept_text(coded)) or records.ref_name(
         names, row, raw.get("medicationReference")
     )
     dosages = [d for d in (dosage_text(x) for x in raw.get("dosageInstruction") or []) if d]
@@ -148,17 +163,21 @@ def _medication(records: Records, names: dict[tuple[int, str], str], row: Row) -
     reasons = [concept_text(x) for x in raw.get("reasonCode") or []]
     reasons += [records.ref_name(names, row, x) for x in raw.get("reasonReference") or []]
     who = raw.get("requester") or raw.get("informationSource")
+    current = row.status is None or row.status in CURRENT_MEDICATION
+    own = own_medicine_words(raw, current) if records.is_own(row) else None
     return Medication(
         id=row.id,
-        name=name or row.display or "Unnamed medicine",
+        name=name or medicine_name(row.display) or "Unnamed medicine",
         status=status_words(row.status) or "Status not recorded",
-        current=row.status is None or row.status in CURRENT_MEDICATION,
+        current=current,
         dosage="; ".join(dosages) or None,
         started=when_text(raw, "authoredOn", "effectiveDateTime", "effectivePeriod"),
-        prescriber=records.ref_name(names, row, who) if who else None,
+        prescriber=records.ref_name(names, row, who) if who and own is None else None,
         reason=", ".join(r for r in reasons if r) or None,
         note=_note(raw),
         source=records.source(row),
+        details=coded_as(coded),
+        own=own,
     )
 
 
@@ -520,7 +539,7 @@ def care_plans(records: Records, show: str = "all") -> list[CarePlan]:
                 status = detail.get("status") if isinstance(detail, dict) else None
                 activities.append(Activity(str(what), status_words(status)))
         addresses = [records.ref_name(names, row, x) for x in raw.get("addresses") or []]
-        categories = [concept_text(c) for c in raw.get("category") or []]
+        categories = [category_text(c) for c in raw.get("category") or []]
         title = raw.get("title") or next((c for c in categories if c), None)
         items.append(
             CarePlan(
@@ -528,7 +547,7 @@ def care_plans(records: Records, show: str = "all") -> list[CarePlan]:
                 title=str(title or "Care plan"),
                 status=status_words(row.status) or "Status not recorded",
                 active=row.status in ACTIVE_PLAN,
-                period=period_text(raw.get("period")),
+                period=first_capital(period_text(raw.get("period"))),
                 addresses=", ".join(a for a in addresses if a) or None,
                 activities=tuple(activities),
                 description=raw.get("description"),
@@ -556,7 +575,8 @@ def goals(records: Records) -> list[Goal]:
                 or target.get("detailString")
             )
             due = date_text(target.get("dueDate"))
-            what = concept_text(target.get("measure"))
+            measure = concept_text(target.get("measure"))
+            what = lab_name(measure) if measure else None
             if what or value or due:
                 targets.append(GoalTarget(what, value, due))
         lifecycle = raw.get("lifecycleStatus") or row.status
@@ -564,7 +584,7 @@ def goals(records: Records) -> list[Goal]:
         items.append(
             Goal(
                 id=row.id,
-                description=concept_text(raw.get("description")) or row.display or "Goal",
+                description=lab_name(concept_text(raw.get("description")) or row.display or "Goal"),
                 status=status_words(lifecycle) or "Status not recorded",
                 achievement=status_words(first_code(raw.get("achievementStatus"))),
                 active=lifecycle in ("proposed", "planned", "accepted", "active", None),
@@ -628,9 +648,9 @@ def care_teams(records: Records) -> list[CareTeam]:
         items.append(
             CareTeam(
                 id=row.id,
-                name=str(raw.get("name") or concept_text(raw.get("category")) or "Care team"),
+                name=str(raw.get("name") or category_text(raw.get("category")) or "Care team"),
                 status=status_words(row.status) or "Status not recorded",
-                period=period_text(raw.get("period")),
+                period=first_capital(period_text(raw.get("period"))),
                 reason=", ".join(r for r in reasons if r) or None,
                 members=tuple(members),
                 source=records.source(row),
@@ -648,14 +668,19 @@ def contacts(records: Records) -> list[Contact]:
     for row in rows:
         raw = row.raw
         phones = [
-            str(t["value"])
+            phone_text(str(t["value"]))
             for t in raw.get("telecom") or []
             if isinstance(t, dict) and t.get("system") == "phone" and t.get("value")
         ]
         address = None
         for a in raw.get("address") or []:
             if isinstance(a, dict):
-                parts = [*(a.get("line") or []), a.get("city"), a.get("state"), a.get("postalCode")]
+                named = [*(a.get("line") or []), a.get("city")]  # state and postcode as sent
+                parts = [
+                    *(plain_case(str(p)) for p in named if p),
+                    a.get("state"),
+                    a.get("postalCode"),
+                ]
                 address = ", ".join(str(p) for p in parts if p) or None
                 break
         items.append(
@@ -715,7 +740,7 @@ def coverage(records: Records) -> list[Coverage]:
                 kind=concept_text(raw.get("type")),
                 status=status_words(row.status) or "Status not recorded",
                 active=row.status in (None, "active"),
-                period=period_text(raw.get("period")),
+                period=first_capital(period_text(raw.get("period"))),
                 member_id=raw.get("subscriberId")
                 or next(
                     (

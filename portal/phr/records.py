@@ -23,6 +23,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from portal.db import JSONType
 from portal.models import EhrConnection, FhirRecord, MergeSplit, SyncRun
 from portal.phr.access import RecordView
+from portal.phr.names import medicine_name, plain_case
 from portal.phr.words import (
     age_text,
     clean_name,
@@ -30,6 +31,7 @@ from portal.phr.words import (
     date_text,
     parse_date,
     person_name,
+    tidy,
 )
 
 if TYPE_CHECKING:
@@ -445,7 +447,7 @@ class Records:
     def ref_name(self, names: dict[tuple[int, str], str], row: Row, reference: Any) -> str | None:
         """A reference's own display, else the name of what it points at."""
         if isinstance(reference, dict) and reference.get("display"):
-            return str(reference["display"])
+            return tidy(plain_case(str(reference["display"])))
         key = ref_key(reference)
         return names.get((row.connection_id, key)) if key else None
 
@@ -501,8 +503,10 @@ def display_name(row: Row) -> str:
         if name:
             return tidy_person(name)
     if isinstance(raw.get("name"), str):
-        return str(raw["name"])
-    return row.display or concept_text(raw.get("code")) or row.resource_type
+        return plain_case(str(raw["name"])) or row.resource_type
+    if row.resource_type == "Medication":
+        return medicine_name(concept_text(raw.get("code")) or row.display) or "Medicine"
+    return tidy(row.display) or concept_text(raw.get("code")) or row.resource_type
 
 
 def tidy_person(name: str) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from portal.models import FhirRecord
 from portal.phr.labs import flag_of
+from portal.phr.names import category_text, medicine_name
 from portal.phr.records import Page, Records, Row, ref_key
 from portal.phr.vitals import BP_PANELS, blood_pressure_texts, shown_text
 from portal.phr.words import (
@@ -17,6 +18,7 @@ from portal.phr.words import (
     concept_text,
     date_text,
     first_code,
+    lab_name,
     parse_date,
     status_words,
     tidy,
@@ -26,6 +28,7 @@ from portal.phr.words import (
 VISITS_PER_PAGE = 10
 ITEM_ELEMENTS = (
     "encounter",
+    "result",
     "code",
     "vaccineCode",
     "medicationCodeableConcept",
@@ -75,6 +78,7 @@ class Happened:
     what: str
     detail: str | None = None
     flagged: bool = False
+    parts: tuple[Happened, ...] = ()  # a panel's results, beneath it
 
 
 @dataclass(frozen=True)
@@ -201,11 +205,16 @@ def _visit(
     groups: dict[str, list[Happened]] = {name: [] for name, _ in CONTENT_CATEGORIES}
     category_group = {c: name for name, cats in CONTENT_CATEGORIES for c in cats}
     bp_rows = [r for r in linked if r.code in BP_PANELS]
+    by_ref = {r.ref: r for r in linked}
     for item in linked:
         group = category_group[item.category]
         if item.code in BP_PANELS:
             continue
-        groups[group].append(_happened(item))
+        happened = _happened(item)
+        if item.resource_type == "DiagnosticReport":
+            parts = [by_ref.get(ref_key(x) or "") for x in item.raw.get("result") or []]
+            happened = replace(happened, parts=tuple(_happened(p) for p in parts if p))
+        groups[group].append(happened)
     for text in blood_pressure_texts(bp_rows):
         groups["results"].append(Happened("Blood pressure", text))
     return Visit(
@@ -229,14 +238,15 @@ def _happened(row: Row) -> Happened:
     what = (
         concept_text(raw.get("code"))
         or concept_text(raw.get("vaccineCode"))
-        or concept_text(raw.get("medicationCodeableConcept"))
-        or (concept_text(raw.get("category")) if row.category == "careplans" else None)
+        or medicine_name(concept_text(raw.get("medicationCodeableConcept")))
+        or (category_text(raw.get("category")) if row.category == "careplans" else None)
         or tidy(row.display)
         or "Unnamed record"
     )
     detail = None
     flagged = False
     if row.resource_type == "Observation":
+        what = lab_name(what)
         detail = shown_text(row) or value_text(raw) or absent_reason(raw)  # the patient's units
         flag = flag_of(raw)
         if flag and detail:

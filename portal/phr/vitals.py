@@ -310,7 +310,8 @@ def _measure(kind: Kind, rows: list[Row]) -> list[_Measured]:
         q = row.raw.get("valueQuantity")
         if isinstance(q, dict) and isinstance(q.get("value"), int | float):
             own = unit_of(q)
-            value = measures.convert(float(q["value"]), own, kind.unit, row.code)
+            # The value itself (its digits as sent) when no conversion is needed.
+            value = measures.convert(q["value"], own, kind.unit, row.code)
             if value is None:
                 out.append(_Measured(row, float(q["value"]), apart=True))
             else:

@@ -10,6 +10,7 @@ import re
 from datetime import date, datetime
 from typing import Any
 
+from portal.fhirjson import places_of
 from portal.phr import localtime
 
 DATA_ABSENT_URL = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
@@ -165,9 +166,13 @@ def unit_words(unit: str | None) -> str:
 
 
 def number(value: float, digits: int | None = None) -> str:
-    """A measured number without false precision (at most 3 significant decimals)."""
+    """A measured number as precisely as the clinic sent it (`5.10` -> "5.10", `5` -> "5"),
+    else without false precision (at most 3 significant decimals)."""
     if math.isnan(value) or math.isinf(value):
         return str(value)
+    if digits is None and (sent := sent_places(value)) is not None:
+        text = f"{value:,.{sent}f}"
+        return text[1:] if text.startswith("-") and not text.strip("-0.,") else text
     if digits is None:
         magnitude = abs(value)
         digits = 0 if magnitude >= 100 else 1 if magnitude >= 10 else 2 if magnitude >= 1 else 3
@@ -187,7 +192,7 @@ def quantity_text(quantity: Any) -> str | None:
     code = quantity.get("code")
     unit = UNIT_WORDS[code] if code in UNIT_WORDS else unit_words(quantity.get("unit") or code)
     comparator = quantity.get("comparator") or ""
-    text = f"{comparator}{number(float(value))}"
+    text = f"{comparator}{number(value)}"
     return f"{text} {unit}" if unit else text
 
 
@@ -442,3 +447,18 @@ def dosage_text(dosage: Any) -> str | None:
             parts.append(text)
     sentence = ", ".join(p for p in parts if p)
     return sentence[:1].upper() + sentence[1:] if sentence else None
+
+
+# A clinic writing more decimals than this sends a computed float (Synthea writes 15), not a
+# measurement's precision: such numbers are rounded to what a measurement can mean.
+MAX_SENT_PLACES = 4
+
+
+def sent_places(value: Any) -> int | None:
+    """The decimals a number was sent with when they are a precision (None: not known)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return 0
+    places = places_of(value)
+    return places if places is not None and places <= MAX_SENT_PLACES else None

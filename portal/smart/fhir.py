@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-import json
 import logging
 import random
 import re
@@ -33,6 +32,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urljoin, urlsplit
 
 import httpx
 
+from portal import fhirjson
 from portal.smart.discovery import DEFAULT_PORTS, origin
 from portal.smart.errors import EhrUnavailable, FhirRequestError, UnsafeLink
 from portal.smart.settings import SmartSettings
@@ -331,7 +331,7 @@ class FhirClient:
             self.url(rtype),
             FHIR_JSON,
             method="POST",
-            body=json.dumps(resource).encode(),
+            body=fhirjson.dumps_bytes(resource),
             headers={"Content-Type": FHIR_JSON, "If-None-Exist": if_none_exist},
             ok=(200, 201),
         )
@@ -357,7 +357,7 @@ class FhirClient:
 def json_object(data: bytes) -> Any:
     """JSON text as Python; Unreadable when it is not JSON or nested too deeply to read."""
     try:
-        return json.loads(data)
+        return fhirjson.loads(data)  # decimals with the digits the EHR sent
     except (ValueError, RecursionError):  # RecursionError: nested deeper than Python can go
         raise Unreadable("the EHR answered what is not JSON, or too deeply nested") from None
 

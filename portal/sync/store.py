@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-import orjson
 import sqlalchemy as sa
 from fhirclient.models.fhirabstractbase import FHIRValidationError
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
+from portal import fhirjson
 from portal.db import upsert_insert
 from portal.models import FhirRecord, QuarantinedResource
 from portal.phr.classify import classify, parse_datetime
@@ -91,7 +91,7 @@ def encode(resource: Any) -> str:
     """Compact JSON text of a resource (what is stored; `text_references` reads it); TooDeep
     when it is nested more than MAX_DEPTH levels."""
     try:
-        return orjson.dumps(resource).decode()
+        return fhirjson.dumps(resource)  # decimals with the digits the EHR sent
     except TypeError:  # nested too deeply, or an integer beyond 64 bits
         if deeper_than(resource, MAX_DEPTH):
             raise TooDeep(f"nested more than {MAX_DEPTH} levels") from None

@@ -27,6 +27,7 @@ from portal.models import Account
 from portal.phr import localtime, measures, merge
 from portal.phr.entries import service
 from portal.phr.entries.catalog import MEASURE_BY_KEY, MEASURES, Measure
+from portal.phr.own import own_medicine_words, reaction_words
 from portal.phr.records import Records
 from portal.phr.words import concept_text, date_text, number, unit_words
 from portal.sync import writeback
@@ -281,6 +282,8 @@ def _summary(raw: dict[str, Any]) -> dict[str, str | None]:
         or raw.get("authoredOn")
         or raw.get("date")
     )
+    if kind.key == "medication":  # "You take it since 21 May 1963": the date is in the words
+        when = None
     value = {
         "medication": _medication_words(raw),
         "allergy": _status_words(raw),
@@ -295,6 +298,7 @@ def _summary(raw: dict[str, Any]) -> dict[str, str | None]:
         "when": date_text(when),
         "time": _time(when),
         "note": note,
+        "reaction": reaction_words(raw) if kind.key == "allergy" else None,
     }
 
 
@@ -311,7 +315,7 @@ def _code(raw: dict[str, Any]) -> str | None:
 
 
 def _medication_words(raw: dict[str, Any]) -> str:
-    taking = "You take it" if raw.get("status") == "active" else "You stopped taking it"
+    taking = own_medicine_words(raw, raw.get("status") == "active")
     dosage = ((raw.get("dosageInstruction") or [{}])[0]).get("text")
     return f"{taking}: {dosage}" if dosage else taking
 
@@ -323,4 +327,4 @@ def _status_words(raw: dict[str, Any]) -> str:
 
 def _number_of(quantity: dict[str, Any]) -> str:
     value = quantity.get("value")
-    return number(float(value)) if isinstance(value, int | float) else "?"
+    return number(value) if isinstance(value, int | float) else "?"  # with the digits typed

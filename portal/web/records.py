@@ -32,7 +32,17 @@ from werkzeug.exceptions import NotFound
 from portal.db import utcnow
 from portal.extensions import db
 from portal.models import EhrConnection, SyncRun
-from portal.phr import answers, availability, claims, imaging, launch, lists, localtime, snapshots
+from portal.phr import (
+    answers,
+    availability,
+    claims,
+    imaging,
+    launch,
+    lists,
+    localtime,
+    panels,
+    snapshots,
+)
 from portal.phr import documents as docs
 from portal.phr import labs as lab_results
 from portal.phr import records as rec
@@ -72,7 +82,11 @@ SECTION_PAGES = {section: endpoint for endpoint, _label, section in SECTIONS if 
 LANDING = tuple(endpoint for endpoint, _label, _section in SECTIONS)
 
 # Pages under a section's entry in the navigation.
-NAV_PARENT = {"records.lab_test": "records.labs", "records.vital_history": "records.vitals"}
+NAV_PARENT = {
+    "records.lab_test": "records.labs",
+    "records.lab_panels": "records.labs",
+    "records.vital_history": "records.vitals",
+}
 
 
 @bp.after_request
@@ -353,8 +367,25 @@ def labs() -> Response:
         "Lab results",
         lambda: {
             "data": lab_results.overview(records, number),
+            "panels": panels.latest(records),
             "state": records.section("labs"),
         },
+        number,
+    )
+
+
+@bp.get("/labs/panels")
+@login_required
+def lab_panels() -> Response:
+    record = record_or_403()
+    records = _records(record, "labs")
+    number = _int_arg("page")
+    return _page(
+        records,
+        "records/lab_panels.html",
+        "list",
+        "Lab panels",
+        lambda: {"page": panels.panels(records, number), "state": records.section("labs")},
         number,
     )
 

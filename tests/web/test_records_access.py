@@ -29,6 +29,7 @@ PAGES = [
     "/records/labs",
     "/records/labs?page=2",
     "/records/labs/test/2093-3",
+    "/records/labs/panels",
     "/records/vitals",
     "/records/vitals/blood-pressure",
     "/records/visits",

@@ -16,6 +16,7 @@ from typing import Any
 from fhirclient.models.fhirabstractbase import FHIRValidationError
 from fhirclient.models.fhirelementfactory import FHIRElementFactory
 
+from portal.fhirjson import FhirDecimal
 from portal.phr.entries.catalog import LOINC, OBSERVATION_CATEGORY, UCUM, Concept, Measure
 
 IDENTIFIER_SYSTEM = "urn:ietf:rfc:3986"
@@ -36,7 +37,10 @@ def instant(when: datetime) -> str:
 
 
 def quantity(value: Decimal, unit_code: str, unit_label: str) -> dict[str, Any]:
-    number: int | float = int(value) if value == value.to_integral_value() else float(value)
+    # The digits typed stay ("70.50" is stored as 70.50: portal.fhirjson writes them).
+    number: int | float = (
+        int(value) if value == value.to_integral_value() else FhirDecimal(str(value))
+    )
     return {"value": number, "unit": unit_label, "system": UCUM, "code": unit_code}
 
 
