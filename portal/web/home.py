@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask import Blueprint, current_app, render_template
+from flask import Blueprint, current_app, redirect, render_template, url_for
+from werkzeug.wrappers import Response
 
 from portal.extensions import db
 from portal.models import EhrServer
@@ -26,6 +27,13 @@ def index() -> str:
 def jwks() -> dict[str, object]:
     """The portal's public keys, for EHRs that register it as a confidential-asymmetric client."""
     return client_jwks()
+
+
+@bp.get("/favicon.ico")
+@public(max_age=86400)
+def favicon() -> Response:
+    """Browsers ask for /favicon.ico before (or without) reading the page's icon link."""
+    return redirect(url_for("static", filename="favicon.svg"), code=301)
 
 
 @bp.get("/healthz")

@@ -32,7 +32,7 @@ from werkzeug.exceptions import NotFound
 from portal.db import utcnow
 from portal.extensions import db
 from portal.models import EhrConnection, SyncRun
-from portal.phr import answers, availability, claims, imaging, launch, lists, snapshots
+from portal.phr import answers, availability, claims, imaging, launch, lists, places, snapshots
 from portal.phr import documents as docs
 from portal.phr import labs as lab_results
 from portal.phr import records as rec
@@ -234,12 +234,18 @@ def summary() -> Response:
         "records/summary.html",
         "content",
         "Summary",
-        lambda: {
-            "summary": summ.summary(records, utcnow()),
-            "social": answers.latest_social(records) if records.view.allows("social") else [],
-        },
+        lambda: _summary(records),
         top=top,
     )
+
+
+def _summary(records: Records) -> dict[str, Any]:
+    found = summ.summary(records, utcnow())
+    return {
+        "summary": found,
+        "places": places.of_summary(records, found),  # where each item is shown in full
+        "social": answers.latest_social(records) if records.view.allows("social") else [],
+    }
 
 
 def _launch_context(records: Records, fetching: set[int]) -> dict[str, Any] | None:
