@@ -12,6 +12,7 @@ class Item:
 
     card: str | None
     links: list[str] = field(default_factory=list)
+    link_texts: list[str] = field(default_factory=list)
     text: str = ""
 
 
@@ -25,6 +26,7 @@ class _Parser(HTMLParser):
         self.depth_in_list: list[int] = []  # nesting of the lists we collect
         self.open_items: list[Item] = []
         self.tags: list[tuple[str, dict[str, str]]] = []
+        self.in_link = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = {k: v or "" for k, v in attrs}
@@ -44,8 +46,12 @@ class _Parser(HTMLParser):
             self.open_items.append(item)
         if tag == "a" and self.open_items:
             self.open_items[-1].links.append(a.get("href", ""))
+            self.open_items[-1].link_texts.append("")
+            self.in_link = True
 
     def handle_endtag(self, tag: str) -> None:
+        if tag == "a":
+            self.in_link = False
         if tag == "ul" and self.depth_in_list:
             if self.depth_in_list[-1] == 0:
                 self.depth_in_list.pop()
@@ -59,6 +65,8 @@ class _Parser(HTMLParser):
     def handle_data(self, data: str) -> None:
         if self.open_items:
             self.open_items[-1].text += data
+            if self.in_link:
+                self.open_items[-1].link_texts[-1] += data
 
 
 def list_items(html: str, *list_classes: str) -> list[Item]:
