@@ -16,7 +16,7 @@ from urllib.parse import urljoin
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from e2e.conftest import PHONE, REPO, Demo, mailed_link, screenshot
+from e2e.conftest import PHONE, REPO, SCREENSHOTS, Demo, mailed_link, screenshot
 from e2e.test_portal_launch import (
     choose_in_simulator,
     connect,
@@ -112,6 +112,9 @@ def test_every_page_meets_wcag_22_aa(demo: Demo, axe_context: BrowserContext) ->
     page.goto(mailed_link(demo, email, "/signup/confirm/"))  # used: says so
     audit.check(page, "[390px] sign-up link used")
 
+    # Signed in, no clinic connected yet: the welcome, "My clinics" with none, the account.
+    walk(page, audit, [f"{p}/records/", f"{p}/connect", f"{p}/account", f"{p}/entries/new"])
+
     # Signed in, with a clinic's record and entries of one's own.
     connect(page, demo, "Riverside General Hospital", "christin")
     wait_for_sync(page, demo)
@@ -149,7 +152,7 @@ def test_every_page_meets_wcag_22_aa(demo: Demo, axe_context: BrowserContext) ->
     audit.check(page, "[390px] reset sent")
     walk(page, audit, [mailed_link(demo, email, "/reset/")])
 
-    assert audit.pages > 2 * (len(records) + len(forms) + 8)
+    assert audit.pages > 2 * (len(records) + len(forms) + 12)
     audit.assert_clean()
 
 
@@ -158,9 +161,11 @@ def screenshot_phone(page: Page, p: str) -> None:
     page.set_viewport_size(PHONE)
     page.goto(f"{p}/records/")
     screenshot(page, "summary-390")
+    page.screenshot(path=str(SCREENSHOTS / "summary-390-screen.png"))  # what the phone shows
     page.locator("details.records-menu summary").click()
     expect(page.locator(".records-menu a").first).to_be_visible()
     screenshot(page, "summary-menu-open-390")
+    page.screenshot(path=str(SCREENSHOTS / "summary-menu-open-390-screen.png"))
 
 
 def test_a_launch_session_meets_wcag_22_aa(demo: Demo, axe_context: BrowserContext) -> None:
