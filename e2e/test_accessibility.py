@@ -157,7 +157,7 @@ def test_every_page_meets_wcag_22_aa(demo: Demo, axe_context: BrowserContext) ->
 
 
 def screenshot_phone(page: Page, p: str) -> None:
-    """The summary and its section menu, opened, at 390 px (to look at)."""
+    """The summary and its section menu, opened, at 390 px; the row at 1280 (to look at)."""
     page.set_viewport_size(PHONE)
     page.goto(f"{p}/records/")
     screenshot(page, "summary-390")
@@ -166,6 +166,9 @@ def screenshot_phone(page: Page, p: str) -> None:
     expect(page.locator(".records-menu a").first).to_be_visible()
     screenshot(page, "summary-menu-open-390")
     page.screenshot(path=str(SCREENSHOTS / "summary-menu-open-390-screen.png"))
+    page.set_viewport_size(DESKTOP)
+    page.goto(f"{p}/records/labs")
+    page.screenshot(path=str(SCREENSHOTS / "labs-1280-screen.png"))
 
 
 def test_a_launch_session_meets_wcag_22_aa(demo: Demo, axe_context: BrowserContext) -> None:
