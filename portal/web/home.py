@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask import Blueprint, current_app, redirect, render_template, url_for
+from flask import Blueprint, current_app, render_template, send_from_directory
 from werkzeug.wrappers import Response
 
 from portal.extensions import db
@@ -32,8 +32,11 @@ def jwks() -> dict[str, object]:
 @bp.get("/favicon.ico")
 @public(max_age=86400)
 def favicon() -> Response:
-    """Browsers ask for /favicon.ico before (or without) reading the page's icon link."""
-    return redirect(url_for("static", filename="favicon.svg"), code=301)
+    """Browsers ask for /favicon.ico before (or without) reading the page's icon link: the
+    same icon (browsers go by its type, not the name)."""
+    static = current_app.static_folder
+    assert static is not None
+    return send_from_directory(static, "favicon.svg", mimetype="image/svg+xml")
 
 
 @bp.get("/healthz")

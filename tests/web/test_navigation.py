@@ -142,8 +142,9 @@ def test_favicon_is_served(client: FlaskClient) -> None:
     with client.get(icon["href"]) as answer:
         assert answer.status_code == 200 and answer.mimetype == "image/svg+xml"
         assert answer.text.startswith("<svg")
-    old_style = client.get("/favicon.ico")
-    assert old_style.status_code == 301 and old_style.headers["Location"] == icon["href"]
+    with client.get("/favicon.ico") as old_style:  # asked for without reading the page
+        assert old_style.status_code == 200 and old_style.mimetype == "image/svg+xml"
+        assert old_style.text == (REPO / "static" / "favicon.svg").read_text()
 
 
 @pytest.mark.parametrize("signed_in", [False, True])
