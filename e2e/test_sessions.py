@@ -41,7 +41,8 @@ def test_the_idle_warning_and_stay_signed_in(quick_demo: Demo, page: Page) -> No
     page.get_by_role("button", name="Stay signed in").click()
     expect(warning).to_have_count(0)
     page.wait_for_timeout((IDLE - WARNING - 1) * 1000)  # past the first end, still signed in
-    page.get_by_role("link", name="Allergies").first.click()
+    page.get_by_text("Parts of your record").click()  # the section menu, on a phone
+    page.get_by_role("link", name="Allergies", exact=True).click()
     expect(page.get_by_role("heading", name="Allergies")).to_be_visible()
 
 

@@ -22,6 +22,11 @@ from portal.migrate import upgrade
 from portal.web.framing import forget_policy
 
 REPO = Path(__file__).resolve().parent.parent
+# The shared Synthea bundles (outside the repository): the tests marked shared_data skip
+# without them, except on CI (CI=1), where they fail.
+SHARED_FHIR = Path(
+    os.environ.get("PORTAL_SHARED_FHIR") or REPO.parent / "shared" / "fhir" / "synthea"
+)
 # Names PG schemas; the prefix keeps runs from several checkouts on one server apart.
 WORKER = (
     os.environ.get("PORTAL_TEST_SCHEMA_PREFIX", "") + os.environ.get("PYTEST_XDIST_WORKER", "main")

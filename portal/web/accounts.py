@@ -19,15 +19,22 @@ from flask import (
     url_for,
 )
 from flask.blueprints import BlueprintSetupState
-from wtforms import EmailField, StringField
-from wtforms.validators import DataRequired, Email, Length, Optional
+from wtforms import StringField
+from wtforms.validators import Optional
 
 from portal import jobs
 from portal.accounts import passwords, service
 from portal.extensions import db, limiter
 from portal.web import account_mail, shown, signin_guard
 from portal.web.auth import current_account, end_other_sessions, safe_next, sign_in, sign_out
-from portal.web.forms import PortalForm, current_password, new_password, repeated_password
+from portal.web.forms import (
+    PortalForm,
+    at_most,
+    current_password,
+    email_field,
+    new_password,
+    repeated_password,
+)
 from portal.web.sessions import DRAFT_KEY, ENDED_KEY
 
 bp = Blueprint("accounts", __name__)
@@ -39,8 +46,8 @@ def _configure(state: BlueprintSetupState) -> None:
 
 
 class SignUpForm(PortalForm):
-    display_name = StringField("Your name", validators=[Optional(), Length(max=200)])
-    email = EmailField("Email", validators=[DataRequired(), Email(), Length(max=320)])
+    display_name = StringField("Your name", validators=[Optional(), at_most(200)])
+    email = email_field()
     password = new_password()
     confirm = repeated_password()
 
@@ -53,13 +60,13 @@ class ConfirmForm(PortalForm):
 
 
 class SignInForm(PortalForm):
-    email = EmailField("Email", validators=[DataRequired(), Length(max=320)])
+    email = email_field(check=False)
     password = current_password("Password")
     zone = shown.browser_zone_field()
 
 
 class ResetRequestForm(PortalForm):
-    email = EmailField("Email", validators=[DataRequired(), Email(), Length(max=320)])
+    email = email_field()
 
 
 class ResetForm(PortalForm):

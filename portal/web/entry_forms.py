@@ -22,7 +22,7 @@ from wtforms import (
     TextAreaField,
 )
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
+from wtforms.validators import DataRequired, InputRequired, Optional, ValidationError
 
 from portal.db import utcnow
 from portal.phr.entries import shapes
@@ -39,12 +39,13 @@ from portal.phr.entries.catalog import (
 )
 from portal.phr.entries.service import Builder, MeasurementInput
 from portal.phr.words import concept_text, number
-from portal.web.forms import PortalForm
+from portal.web.forms import PortalForm, at_most
 
 MARKUP = re.compile(r"<\s*[A-Za-z/!?]")
 EARLIEST = date(1900, 1, 1)
 FUTURE_SLACK = timedelta(minutes=10)  # a clock a little ahead of ours is not the future
 NAME_REQUIRED = "Enter a name, or pick one from the list."
+SAY_NOW = "Say whether you have it now or it is over."
 
 
 def _builder(make: Callable[..., dict[str, Any]], *args: Any, **kwargs: Any) -> Builder:
@@ -78,11 +79,11 @@ def past_date(_form: PortalForm, field: Field) -> None:
 
 
 def name_field(label: str) -> StringField:
-    return StringField(label, validators=[DataRequired(NAME_REQUIRED), Length(max=200), no_markup])
+    return StringField(label, validators=[DataRequired(NAME_REQUIRED), at_most(200), no_markup])
 
 
 def note_field() -> TextAreaField:
-    return TextAreaField("Note (optional)", validators=[Optional(), Length(max=1000), no_markup])
+    return TextAreaField("Note (optional)", validators=[Optional(), at_most(1000), no_markup])
 
 
 def when_field() -> DateTimeLocalField:
@@ -180,7 +181,7 @@ FREQUENCIES = [
 class MedicationForm(CodedForm):
     concepts = MEDICATIONS
     name = name_field("Medicine")
-    dose = StringField("Dose (optional)", validators=[Optional(), Length(max=100), no_markup])
+    dose = StringField("Dose (optional)", validators=[Optional(), at_most(100), no_markup])
     frequency = SelectField("How often", choices=options(FREQUENCIES), validators=[Optional()])
     taking = RadioField(
         "Do you take it now?",
@@ -230,7 +231,10 @@ class ConditionForm(CodedForm):
     concepts = CONDITIONS
     name = name_field("Condition")
     status = RadioField(
-        "Now", choices=options(STATUS_CHOICES), default="active", validators=[InputRequired()]
+        "Now",
+        choices=options(STATUS_CHOICES),
+        default="active",
+        validators=[InputRequired(SAY_NOW)],
     )
     since = DateField("Since (optional)", validators=[Optional(), past_date])
     ended = DateField("Ended (optional)", validators=[Optional(), past_date])
@@ -279,7 +283,7 @@ class AllergyForm(CodedForm):
         "Kind",
         choices=options([("allergy", "Allergy"), ("intolerance", "Intolerance (not an allergy)")]),
         default="allergy",
-        validators=[InputRequired()],
+        validators=[InputRequired("Say whether it is an allergy or an intolerance.")],
     )
     category = SelectField(
         "What sort (optional)",
@@ -295,13 +299,16 @@ class AllergyForm(CodedForm):
         validators=[Optional()],
     )
     reaction = StringField(
-        "What happens (optional)", validators=[Optional(), Length(max=200), no_markup]
+        "What happens (optional)", validators=[Optional(), at_most(200), no_markup]
     )
     severity = SelectField(
         "How bad (optional)", choices=options(SEVERITIES), validators=[Optional()]
     )
     status = RadioField(
-        "Now", choices=options(STATUS_CHOICES), default="active", validators=[InputRequired()]
+        "Now",
+        choices=options(STATUS_CHOICES),
+        default="active",
+        validators=[InputRequired(SAY_NOW)],
     )
     since = DateField("Since (optional)", validators=[Optional(), past_date])
     note = note_field()
@@ -343,7 +350,7 @@ class ImmunizationForm(CodedForm):
     given = DateField(
         "Date given", validators=[InputRequired("Enter the date you had it."), past_date]
     )
-    place = StringField("Where (optional)", validators=[Optional(), Length(max=200), no_markup])
+    place = StringField("Where (optional)", validators=[Optional(), at_most(200), no_markup])
     note = note_field()
 
     def builder(self) -> Builder:
@@ -413,10 +420,10 @@ class SymptomForm(LocalMoment, CodedForm):
 
 class NoteForm(PortalForm):
     title = StringField(
-        "Title", validators=[DataRequired("Give your note a title."), Length(max=120), no_markup]
+        "Title", validators=[DataRequired("Give your note a title."), at_most(120), no_markup]
     )
     text = TextAreaField(
-        "Note", validators=[DataRequired("Write something."), Length(max=5000), no_markup]
+        "Note", validators=[DataRequired("Write something."), at_most(5000), no_markup]
     )
 
     def builder(self) -> Builder:
@@ -443,13 +450,14 @@ class NoteForm(PortalForm):
 
 NUMBER = re.compile(r"^\s*\d{1,7}([.,]\d{1,3})?\s*$")
 NOT_A_NUMBER = "Enter a number, like 72 or 72.5."
+BOTTOM_BELOW_TOP = "The bottom number must be lower than the top."
 
 
 class MeasurementForm(LocalMoment, PortalForm):
     """A vital sign or measurement; values are kept as typed so an error never loses them."""
 
-    value = StringField(validators=[InputRequired("Enter a number."), Length(max=20)])
-    second = StringField(validators=[Length(max=20)])
+    value = StringField(validators=[InputRequired("Enter a number."), at_most(20, NOT_A_NUMBER)])
+    second = StringField(validators=[at_most(20, NOT_A_NUMBER)])
     unit = SelectField("Unit", validators=[InputRequired("Choose a unit.")])
     when = when_field()
     tz = HiddenField(default="0")
@@ -468,17 +476,19 @@ class MeasurementForm(LocalMoment, PortalForm):
             raise ValidationError("Enter the bottom number.")
 
     def checked(self) -> MeasurementInput | None:
-        """The entry, or None with errors on the fields (nothing is saved then)."""
-        if not self.validate():
-            return None
+        """The entry, or None with errors on the fields (nothing is saved then): every
+        field's error at once, so one try shows all that needs changing."""
+        valid = self.validate()
         fields = [self.value, self.second] if self.measure.components else [self.value]
-        values = [self._number(f) for f in fields]
-        if any(v is None for v in values):
+        # A field its validators passed is read as a number too (in range, in its unit).
+        values = [None if f.errors else self._number(f) for f in fields]
+        top, bottom = [*values, None][:2]
+        if self.measure.components and top is not None and bottom is not None and top <= bottom:
+            self.second.errors = [*self.second.errors, BOTTOM_BELOW_TOP]
+            return None
+        if not valid or any(v is None for v in values):
             return None
         numbers = tuple(v for v in values if v is not None)
-        if self.measure.components and numbers[0] <= numbers[1]:
-            self.second.errors = [*self.second.errors, "The bottom number is lower than the top."]
-            return None
         note = (self.note.data or "").strip() or None
         return MeasurementInput(self.measure, numbers, self.unit.data or "", self.moment(), note)
 
@@ -493,7 +503,8 @@ class MeasurementForm(LocalMoment, PortalForm):
         if measure.integer and value != value.to_integral_value():
             field.errors = [*field.errors, "Enter a whole number."]
             return None
-        assert unit is not None  # SelectField checked the choice
+        if unit is None:  # no unit chosen (the unit field says so): the range waits for it
+            return value
         if not measure.low <= unit.to_base(float(value)) <= measure.high:
             low, high = _in_unit(measure.low, unit, measure), _in_unit(measure.high, unit, measure)
             field.errors = [

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask import Blueprint, current_app, render_template
+from flask import Blueprint, current_app, render_template, send_from_directory
+from werkzeug.wrappers import Response
 
 from portal.extensions import db
 from portal.models import EhrServer
@@ -26,6 +27,16 @@ def index() -> str:
 def jwks() -> dict[str, object]:
     """The portal's public keys, for EHRs that register it as a confidential-asymmetric client."""
     return client_jwks()
+
+
+@bp.get("/favicon.ico")
+@public(max_age=86400)
+def favicon() -> Response:
+    """Browsers ask for /favicon.ico before (or without) reading the page's icon link: the
+    same icon (browsers go by its type, not the name)."""
+    static = current_app.static_folder
+    assert static is not None
+    return send_from_directory(static, "favicon.svg", mimetype="image/svg+xml")
 
 
 @bp.get("/healthz")

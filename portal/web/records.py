@@ -41,6 +41,7 @@ from portal.phr import (
     lists,
     localtime,
     panels,
+    places,
     snapshots,
 )
 from portal.phr import documents as docs
@@ -248,12 +249,18 @@ def summary() -> Response:
         "records/summary.html",
         "content",
         "Summary",
-        lambda: {
-            "summary": summ.summary(records, utcnow()),
-            "social": answers.latest_social(records) if records.view.allows("social") else [],
-        },
+        lambda: _summary(records),
         top=top,
     )
+
+
+def _summary(records: Records) -> dict[str, Any]:
+    found = summ.summary(records, utcnow())
+    return {
+        "summary": found,
+        "places": places.of_summary(records, found),  # where each item is shown in full
+        "social": answers.latest_social(records) if records.view.allows("social") else [],
+    }
 
 
 def _launch_context(records: Records, fetching: set[int]) -> dict[str, Any] | None:

@@ -19,8 +19,6 @@ from flask import (
 )
 from flask_htmx.responses import make_response as htmx_response
 from werkzeug.wrappers import Response
-from wtforms import EmailField
-from wtforms.validators import DataRequired, Email, Length
 
 from portal.accounts import service
 from portal.extensions import db, htmx
@@ -39,7 +37,13 @@ from portal.web.auth import (
     sign_in,
     to_signin,
 )
-from portal.web.forms import PortalForm, current_password, new_password, repeated_password
+from portal.web.forms import (
+    PortalForm,
+    current_password,
+    email_field,
+    new_password,
+    repeated_password,
+)
 from portal.web.sessions import ENDED_KEY, ServerSession, current_session, interface, passive
 
 bp = Blueprint("sessions", __name__)
@@ -56,9 +60,7 @@ class UnlockForm(PortalForm):
 
 
 class FirstPasswordForm(PortalForm):
-    email = EmailField(
-        "Your email (you sign in with it)", validators=[DataRequired(), Email(), Length(max=320)]
-    )
+    email = email_field("Your email (you sign in with it)")
     password = new_password("Choose a password")
     confirm = repeated_password()
 

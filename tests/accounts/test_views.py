@@ -142,13 +142,13 @@ def test_sign_up_refuses_a_common_password_in_plain_words(
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"email": ""}, "This field is required"),
-        ({"email": "not-an-email"}, "Invalid email address"),
-        ({"email": "a" * 400 + "@example.org"}, "Field cannot be longer than 320"),
+        ({"email": ""}, "Enter your email address."),
+        ({"email": "not-an-email"}, "Enter an email address, like name@example.org."),
+        ({"email": "a" * 400 + "@example.org"}, "An email address is at most 320 characters"),
         ({"password": "short", "confirm": "short"}, "at least 10"),
-        ({"password": "x" * 2000, "confirm": "x" * 2000}, "between 10 and 1024"),
+        ({"password": "x" * 2000, "confirm": "x" * 2000}, "use at most 1024 characters"),
         ({"confirm": "something else"}, "The passwords differ"),
-        ({"display_name": "n" * 300}, "cannot be longer than 200"),
+        ({"display_name": "n" * 300}, "use at most 200 characters (this has 300)"),
     ],
 )
 def test_sign_up_bad_input_is_explained_and_nothing_is_stored(

@@ -22,10 +22,11 @@ from sqlalchemy.orm import Session
 from portal.db import utcnow
 from portal.models import Account, EhrConnection, EhrServer, FhirRecord
 from portal.phr.classify import classify
+from tests.conftest import SHARED_FHIR
 
 REPO = Path(__file__).resolve().parent.parent.parent
 SANDBOX_DATA = REPO / "portal" / "sandbox" / "data"
-SHARED = REPO.parent / "shared" / "fhir" / "synthea"
+SHARED = SHARED_FHIR
 ALL_SCOPE = "openid fhirUser patient/*.rs"
 
 

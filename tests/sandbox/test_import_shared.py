@@ -11,7 +11,6 @@ import os
 from collections import Counter
 from collections.abc import Iterator
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,13 +19,13 @@ from flask import Flask
 
 from portal.sandbox.fhir.registry import TYPES
 from portal.sandbox.fhir.store import LoadResult, read_bundle_file
-from tests.conftest import REPO
+from tests.conftest import SHARED_FHIR
 from tests.sandbox.conftest import BASE_URL
 from tests.sandbox.tokens import bearer, fetch_all, mint_token, separate_sandbox
 
 pytestmark = pytest.mark.shared_data
 
-SHARED = Path(os.environ.get("PORTAL_SHARED_FHIR") or REPO.parent / "shared" / "fhir" / "synthea")
+SHARED = SHARED_FHIR
 MISSING = "<shared bundles missing>"
 FILES = sorted(p.name for p in SHARED.glob("*.json") if p.name != "MANIFEST.json") or [MISSING]
 COMPARTMENT_TYPES = sorted(t.name for t in TYPES.values() if t.compartment)

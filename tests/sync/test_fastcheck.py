@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 
 from portal.sync import fastcheck
-from tests.conftest import REPO
+from tests.conftest import SHARED_FHIR
 
 DATA = Path(__file__).resolve().parents[2] / "portal" / "sandbox" / "data"
-SHARED = Path(os.environ.get("PORTAL_SHARED_FHIR") or REPO.parent / "shared" / "fhir" / "synthea")
+SHARED = SHARED_FHIR
 REPLACEMENTS: tuple[Any, ...] = (
     None,
     42,

@@ -18,8 +18,9 @@ from portal.models import Account
 from tests.phr import factories as f
 
 HTMX = {"HX-Request": "true"}
-# Responses that may be cached: static files, and the JWKS (public keys, the same for all).
-CACHEABLE = {"static", "home.jwks"}
+# Responses that may be cached: static files, the JWKS (public keys, the same for all) and the
+# /favicon.ico redirect to the static icon.
+CACHEABLE = {"static", "home.jwks", "home.favicon"}
 PASSWORD = "correct horse battery"
 
 
