@@ -269,9 +269,21 @@ def same_period(row: Row) -> Hashable | None:
     return (period.get("start"), period.get("end"))
 
 
+NPI = "http://hl7.org/fhir/sid/us-npi"
+
+
 def same_kind(row: Row) -> Hashable | None:
-    """Clinicians and clinics: a clinician never folds with a clinic of the same name."""
-    return row.resource_type
+    """Clinicians and clinics: a clinician never folds with a clinic of the same name, nor
+    with a namesake whose NPI is another (the same NPI folds as an identifier)."""
+    npi = next(
+        (
+            str(i["value"])
+            for i in row.raw.get("identifier") or []
+            if isinstance(i, dict) and i.get("system") == NPI and i.get("value")
+        ),
+        None,
+    )
+    return (row.resource_type, npi)
 
 
 def reading_moment(row: Row) -> Hashable | None:
