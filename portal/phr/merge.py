@@ -2,7 +2,8 @@
 
 Rules, in order (both look across sources only: a clinic's own two prescriptions of one
 medicine are two facts, and each source gives at most one row to a fact):
-1. Identifiers: resources sharing an identifier (same system and value) state the same fact.
+1. Identifiers: resources sharing an identifier (same system and value) state the same fact
+   (an identifier a source gives to several of its own records identifies none of them).
 2. Codes: otherwise, resources with the same code (same system and code; with no code, the
    same name ignoring case and spacing) state the same fact; for kinds that happen on a day
    (vaccines given), only on the same day.
@@ -111,10 +112,16 @@ def fold(
             order[r.id],
         ),
     )
+    # An identifier one source gives to several of its records (Synthea's claim group on
+    # every bill) identifies none of them.
+    seen: dict[tuple[int, str], int] = {}
+    for row in rows:
+        for key in set(identifiers(row)):
+            seen[(row.connection_id, key)] = seen.get((row.connection_id, key), 0) + 1
     groups: list[list[Row]] = []
     by_key: dict[str, list[int]] = {}
     for row in ordered:
-        keys = identifiers(row)
+        keys = [k for k in identifiers(row) if seen[(row.connection_id, k)] == 1]
         code = code_key(row, name(row), by_name=by_name)
         if code is not None:
             also = same(row) if same else None
