@@ -10,10 +10,14 @@ from typing import Any
 import sqlalchemy as sa
 
 from portal.models import FhirRecord
-from portal.phr import units
+from portal.phr import ranges, units
+from portal.phr.about_tests import about
 from portal.phr.charts import Chart, Measurement, line_chart
-from portal.phr.classify import codes_of
 from portal.phr.merge import VALUE_ELEMENTS, distinct
+from portal.phr.ranges import FLAGS as FLAGS
+from portal.phr.ranges import NORMAL as NORMAL
+from portal.phr.ranges import Flag as Flag
+from portal.phr.ranges import unit_of as unit_of
 from portal.phr.records import Page, Records, Row
 from portal.phr.words import (
     absent_reason,
@@ -27,25 +31,6 @@ from portal.phr.words import (
     value_text,
 )
 
-UCUM = "http://unitsofmeasure.org"
-# v3 ObservationInterpretation codes that mean "outside the normal range", in words.
-FLAGS = {
-    "H": "High",
-    "HU": "Very high",
-    "HH": "Critically high",
-    "L": "Low",
-    "LU": "Very low",
-    "LL": "Critically low",
-    "A": "Abnormal",
-    "AA": "Critically abnormal",
-    ">": "Above what the test can measure",
-    "<": "Below what the test can measure",
-    "POS": "Positive",
-    "DET": "Detected",
-    "R": "Resistant",
-    "W": "Worse",
-}
-NORMAL = {"N", "NEG", "ND", "S", "B", "I"}
 # What the lab pages read of each result (the rest of the resource stays in the database).
 ELEMENTS = (
     "code",
@@ -77,13 +62,6 @@ RECENT_IN_CARD = 3
 
 
 @dataclass(frozen=True)
-class Flag:
-    code: str  # H, L, A... (a letter people know from paper results)
-    words: str  # "High"
-    direction: str  # "high" | "low" | "other"
-
-
-@dataclass(frozen=True)
 class LabResult:
     id: int
     at: datetime | None
@@ -101,6 +79,9 @@ class LabResult:
     note: str | None
     source: str
     also: tuple[str, ...] = ()  # other sources that sent this same result
+    range_source: str | None = None  # whose range it is, when not the clinic's
+    no_range: str | None = None  # when no range is known: that, in words
+    about: str | None = None  # what the test measures, in one plain line
 
 
 @dataclass(frozen=True)
@@ -123,6 +104,7 @@ class LabTest:
     results: tuple[LabResult, ...]  # newest first: every one, or the latest few on the overview
     sources: tuple[str, ...]
     flagged: int
+    about: str | None = None  # what the test measures, in one plain line
 
     @property
     def recent(self) -> tuple[LabResult, ...]:
@@ -243,6 +225,7 @@ def build_test(
     results the test has when `rows` are only the latest of them.
     """
     rows, also = distinct(records, rows)  # one result sent by two clinics: once
+    who = ranges.person(records)
     numeric: dict[str, list[Row]] = {}
     for row in rows:
         q = row.raw.get("valueQuantity")
@@ -256,7 +239,7 @@ def build_test(
     for i, (_, group) in enumerate(sorted(numeric.items(), key=lambda kv: -len(kv[1]))):
         target = units.preferred_unit([unit_of(r.raw["valueQuantity"]) for r in group])
         targets.update((r.id, target) for r in group)
-        points = [_point(r, target) for r in group]
+        points = [_point(r, target, who) for r in group]
         flagged += sum(1 for p in points if p.flag)
         label = unit_words(target)
         series.append(
@@ -276,7 +259,7 @@ def build_test(
         else _result(records, r, own_unit(r), also=also)
         for r in worded
     )
-    flagged += sum(1 for r in rows if r.id not in targets and flag_of(r.raw))
+    flagged += sum(1 for r in rows if r.id not in targets and _other_flag(r, who))
     return LabTest(
         key=key,
         name=name,
@@ -287,28 +270,28 @@ def build_test(
         results=results,
         sources=tuple(sorted({records.source(r) for r in rows})),
         flagged=flagged,
+        about=about(rows[0].code),
     )
 
 
-def _point(row: Row, target: str | None) -> _Point:
+def _other_flag(row: Row, who: ranges.Person) -> Flag | None:
+    """The flag of a result that is not a number (a coded or worded one)."""
+    usual = ranges.usual_range(row.raw, own_unit(row), row.effective_at, who)
+    return ranges.flag(row.raw, None, usual)
+
+
+def _point(row: Row, target: str | None, who: ranges.Person) -> _Point:
     q = row.raw["valueQuantity"]
     value = float(q["value"])
     converted = units.convert(value, unit_of(q), target)
     value = value if converted is None else converted
-    low, high, _ = _range(row.raw, target, in_words=False)
-    return _Point(row, value, _flag(row.raw, value, low, high), low, high)
+    usual = ranges.usual_range(row.raw, unit_of(q), row.effective_at, who)
+    low, high = usual.bounds_in(target) if usual else (None, None)
+    return _Point(row, value, ranges.flag(row.raw, ranges.decimal(q["value"]), usual), low, high)
 
 
 def _name(row: Row) -> str:
     return lab_name(tidy(row.display) or concept_text(row.raw.get("code")) or "Unnamed test")
-
-
-def unit_of(quantity: dict[str, Any]) -> str | None:
-    """The unit to compute with: the UCUM code when there is one, else the unit text."""
-    if quantity.get("code") and quantity.get("system", UCUM) == UCUM:
-        return str(quantity["code"])
-    unit = quantity.get("unit") or quantity.get("code")
-    return str(unit) if unit else None
 
 
 def own_unit(row: Row) -> str | None:
@@ -344,8 +327,12 @@ def _result(
     absent = absent_reason(raw)
     if text is None:
         text = absent or "No value recorded"
-    low, high, range_words = _range(raw, target)
-    flag = _flag(raw, value, low, high)
+    own = unit_of(q) if isinstance(q, dict) else None
+    usual = ranges.usual_range(raw, own, row.effective_at, ranges.person(records))
+    low, high = usual.bounds_in(target) if usual else (None, None)
+    range_words = usual.words(target) if usual else None
+    reported_value = q.get("value") if isinstance(q, dict) else None
+    flag = ranges.flag(raw, ranges.decimal(reported_value), usual)
     status = row.status if row.status not in (None, "final") else None
     interpretation_note = concept_text(raw.get("interpretation")) if flag is None else None
     return LabResult(
@@ -373,60 +360,10 @@ def _result(
         or None,
         source=records.source(row),
         also=(also or {}).get(row.id, ()),
+        range_source=usual.source_words if usual else None,
+        no_range=None if range_words else ranges.missing_words(raw, own),
+        about=about(row.code),
     )
-
-
-def _range(
-    raw: dict[str, Any], target: str | None, *, in_words: bool = True
-) -> tuple[float | None, float | None, str | None]:
-    """(low, high, words) of the first reference range, in the `target` unit when possible."""
-    ranges = raw.get("referenceRange") or []
-    first = ranges[0] if ranges and isinstance(ranges[0], dict) else None
-    if first is None:
-        return None, None, None
-    bounds: list[float | None] = []
-    for end in ("low", "high"):
-        q = first.get(end)
-        if isinstance(q, dict) and isinstance(q.get("value"), int | float):
-            own = unit_of(q) or target
-            bounds.append(units.convert(float(q["value"]), own, target) if target else q["value"])
-        else:
-            bounds.append(None)
-    low, high = bounds
-    if not in_words:
-        return low, high, None
-    label = unit_words(target)
-    words: str
-    if low is not None and high is not None:
-        words = f"{number(low)}\u2013{number(high)} {label}"
-    elif high is not None:
-        words = f"below {number(high)} {label}"
-    elif low is not None:
-        words = f"above {number(low)} {label}"
-    else:
-        words = str(first["text"]) if first.get("text") else ""
-    if words and first.get("text") and (low is not None or high is not None):
-        words = f"{words.strip()} ({first['text']})"
-    return low, high, words.strip() or None
-
-
-def _flag(
-    raw: dict[str, Any], value: float | None, low: float | None, high: float | None
-) -> Flag | None:
-    """A flag from the lab's interpretation, else from comparing with the normal range."""
-    codes = codes_of(raw.get("interpretation"))
-    for code in codes:
-        if code in FLAGS:
-            direction = "high" if code.startswith("H") or code == ">" else "other"
-            direction = "low" if code.startswith("L") or code == "<" else direction
-            return Flag(code, FLAGS[code], direction)
-    if any(code in NORMAL for code in codes) or value is None:
-        return None
-    if high is not None and value > high:
-        return Flag("H", "High", "high")
-    if low is not None and value < low:
-        return Flag("L", "Low", "low")
-    return None
 
 
 def _chart(
@@ -459,10 +396,9 @@ def _chart(
         f"Latest {number(newest.value)} {unit} on {_date(newest.row)}."
     )
     if ranged:
-        range_words = _range(ranged.row.raw, newest_unit(points))[2]
-        desc += f" Normal range {range_words}." if range_words else ""
+        desc += f" Usual range {_band_words(ranged.low, ranged.high, unit)}."
     if flagged:
-        desc += f" {flagged} outside the normal range."
+        desc += f" {flagged} outside the usual range."
     return line_chart(
         chart_id,
         f"{name} over time",
@@ -472,6 +408,14 @@ def _chart(
         desc=desc.replace("  ", " "),
         compact=compact,
     )
+
+
+def _band_words(low: float | None, high: float | None, unit: str) -> str:
+    if low is not None and high is not None:
+        return f"{number(low)}\u2013{number(high)} {unit}".strip()
+    if high is not None:
+        return f"up to {number(high)} {unit}".strip()
+    return f"{number(low or 0)} or more {unit}".strip()
 
 
 def newest_unit(points: list[_Point]) -> str | None:
@@ -499,9 +443,9 @@ def slug(text: str) -> str:
 
 
 def flag_of(raw: dict[str, Any]) -> Flag | None:
-    """The flag of one result, against its own normal range (no conversion)."""
+    """The flag of one result, against the clinic's own range (no conversion, no table)."""
     q = raw.get("valueQuantity")
     unit = unit_of(q) if isinstance(q, dict) else None
     value = q.get("value") if isinstance(q, dict) else None
-    low, high, _ = _range(raw, unit)
-    return _flag(raw, float(value) if isinstance(value, int | float) else None, low, high)
+    usual = ranges.clinic_range(raw, unit, None)
+    return ranges.flag(raw, ranges.decimal(value), usual)

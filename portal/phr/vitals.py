@@ -9,7 +9,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from portal.models import FhirRecord
-from portal.phr import units
+from portal.phr import ranges, units
+from portal.phr.about_tests import about_vital
 from portal.phr.charts import Chart, Measurement, line_chart
 from portal.phr.labs import unit_of
 from portal.phr.merge import distinct
@@ -80,6 +81,8 @@ class Reading:
     reported: str | None = None  # as the clinic recorded it, when converted
     mine: bool = False  # the patient's own entry (shown with a "You" badge, editable)
     also: tuple[str, ...] = ()  # other sources that sent this same reading
+    flag: ranges.Flag | None = None  # outside the usual range, in words
+    category: ranges.Category | None = None  # blood pressure: the AHA category (adults)
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,10 @@ class VitalCard:
     charted: int  # how many of the latest readings the chart shows
     chart: Chart | None
     kept_apart: tuple[Reading, ...]  # values in units that cannot be converted safely
+    about: str | None = None  # what is measured, in one plain line
+    usual: str | None = None  # the usual range of the latest reading, in words
+    usual_source: str | None = None  # whose range it is
+    no_range: str | None = None  # why no usual range is shown, in words
 
     @property
     def latest(self) -> Reading:
@@ -214,16 +221,73 @@ def _card(
         return None
     label = unit_words(kind.unit)
     chosen = listed if shown is None else listed[:shown]
+    judged = {m.row.id: _judge(kind, m, ranges.person(records)) for m in usable}
+    latest = judged.get(listed[0].row.id)
     return VitalCard(
         key=kind.key,
         name=kind.name,
         unit_label=label,
-        readings=tuple(_reading(records, kind, m, also) for m in chosen),
+        readings=tuple(_reading(records, kind, m, also, judged) for m in chosen),
         count=len(listed),
         charted=len(usable[:points]),
-        chart=_chart(kind, usable[:points], label, records.own_ids),
-        kept_apart=tuple(_reading(records, kind, m, also) for m in apart) if usable else (),
+        chart=_chart(kind, usable[:points], label, records.own_ids, judged),
+        kept_apart=tuple(_reading(records, kind, m, also, judged) for m in apart) if usable else (),
+        about=about_vital(kind.key),
+        usual=latest.usual.words() if latest and latest.usual else None,
+        usual_source=latest.usual.source_words if latest and latest.usual else None,
+        no_range=_no_range(kind, latest),
     )
+
+
+@dataclass(frozen=True)
+class _Judged:
+    """A reading against its usual range (or, for blood pressure, the AHA categories)."""
+
+    usual: ranges.Usual | None
+    flag: ranges.Flag | None
+    category: ranges.Category | None = None
+    second_high: bool = False  # blood pressure: the bottom number is above normal
+
+
+def _judge(kind: Kind, m: _Measured, who: ranges.Person) -> _Judged:
+    age = ranges.age_on(who.born, ranges.day_of(m.row.raw, m.row.effective_at))
+    if kind.key == "blood-pressure":
+        if age is not None and age < ranges.ADULT:
+            return _Judged(None, None)  # children's readings are read against growth tables
+        top, bottom = ranges.decimal(m.value), ranges.decimal(m.second)
+        category = ranges.bp_category(top, bottom)
+        if category is None or category.key == "normal":
+            return _Judged(None, None, category)
+        high = ranges.Flag("H", category.words, "high")
+        assert top is not None and bottom is not None  # a category needs both numbers
+        return _Judged(None, high, category, second_high=bottom >= ranges.BP_NORMAL_BOTTOM)
+    entry = ranges.VITALS.get(kind.key)
+    usual = ranges.built_in(entry, kind.unit, age, who.sex) if entry else None
+    return _Judged(usual, ranges.flag({}, ranges.decimal(m.value), usual))
+
+
+def _no_range(kind: Kind, latest: _Judged | None) -> str | None:
+    if kind.key == "blood-pressure":
+        return None if latest and latest.category else BP_NO_CATEGORY
+    if latest and latest.usual:
+        return None
+    return NO_RANGE_WORDS.get(kind.key, f"{ranges.NO_RANGE}.")
+
+
+# Why a kind of vital sign has no usual range, where that is known.
+NO_RANGE_WORDS = {
+    "weight": "Weight has no usual range on its own: your BMI compares it with your height.",
+    "height": "Height has no usual range; a child's is read on a growth chart.",
+    "head": "Head size is read on a growth chart for the child's age and sex.",
+    "bmi": "A child's BMI is read on a growth chart for their age and sex.",
+    "glucose": "No usual range is shown: what is usual depends on when you last ate.",
+    "pain": "0 means no pain and 10 the worst pain you can imagine.",
+    "steps": "There is no usual number of steps; more is usually better.",
+}
+BP_NO_CATEGORY = (
+    "Blood pressure categories are for adults; a child's reading is compared with tables "
+    "for their age, sex and height."
+)
 
 
 def _measure(kind: Kind, rows: list[Row]) -> list[_Measured]:
@@ -245,9 +309,14 @@ def _measure(kind: Kind, rows: list[Row]) -> list[_Measured]:
 
 
 def _reading(
-    records: Records, kind: Kind, m: _Measured, also: dict[int, tuple[str, ...]]
+    records: Records,
+    kind: Kind,
+    m: _Measured,
+    also: dict[int, tuple[str, ...]],
+    judged: dict[int, _Judged],
 ) -> Reading:
     text, reported = _words(kind, m)
+    judgement = judged.get(m.row.id)
     return Reading(
         id=m.row.id,
         at=m.row.effective_at,
@@ -260,6 +329,8 @@ def _reading(
         reported=reported,
         mine=records.is_own(m.row),
         also=also.get(m.row.id, ()),
+        flag=judgement.flag if judgement else None,
+        category=judgement.category if judgement else None,
     )
 
 
@@ -346,27 +417,47 @@ def _points(
 
 
 def _chart(
-    kind: Kind, measured: list[_Measured], unit: str, own: frozenset[int] = frozenset()
+    kind: Kind,
+    measured: list[_Measured],
+    unit: str,
+    own: frozenset[int] = frozenset(),
+    judged: dict[int, _Judged] | None = None,
 ) -> Chart | None:
     main = _points(measured)
     if not main:
         return None
+    judged = judged or {}
 
-    def plotted(points: list[tuple[datetime, float, _Measured]]) -> list[Measurement]:
+    def plotted(
+        points: list[tuple[datetime, float, _Measured]], second: bool = False
+    ) -> list[Measurement]:
         out = []
         for at, value, m in points:
             mine = m.row.connection_id in own
-            out.append(Measurement(at, value, "Your own reading" if mine else "", mine=mine))
+            j = judged.get(m.row.id)
+            flagged = j is not None and j.flag is not None
+            if flagged and j and j.category:  # each number flagged only when it is high
+                flagged = j.second_high if second else (m.value or 0) >= ranges.BP_NORMAL_TOP
+            words = "Your own reading" if mine else ""
+            if flagged and j and j.flag:
+                words = f"{number(value)} {unit} on {_date(m.row)}, {j.flag.words.lower()}"
+            out.append(Measurement(at, value, words, flagged=flagged, mine=mine))
         return out
 
+    band = None
+    usual_words = None
     if kind.key == "blood-pressure":
         second = _points(measured, second=True)
         series = [
             ("Top number (systolic)", plotted(main)),
-            ("Bottom number (diastolic)", plotted(second)),
+            ("Bottom number (diastolic)", plotted(second, second=True)),
         ]
     else:
         series = [(kind.name, plotted(main))]
+        newest_judged = judged.get(main[0][2].row.id)
+        if newest_judged and newest_judged.usual:
+            band = newest_judged.usual.bounds_in(kind.unit)
+            usual_words = newest_judged.usual.words()
     values = [m.value for _, ms in series for m in ms]
     newest, oldest = main[0][2], main[-1][2]
     latest = (
@@ -379,4 +470,11 @@ def _chart(
         f"to {_date(newest.row)}; lowest {number(min(values))}, highest {number(max(values))} "
         f"{unit}. Latest {latest} on {_date(newest.row)}."
     )
-    return line_chart(f"vital-{kind.key}", f"{kind.name} over time", series, unit=unit, desc=desc)
+    if usual_words:
+        desc += f" Usual range {usual_words}."
+    flagged = sum(1 for _, ms in series for m in ms if m.flagged)
+    if flagged:
+        desc += f" {flagged} above or below the usual range."
+    return line_chart(
+        f"vital-{kind.key}", f"{kind.name} over time", series, unit=unit, band=band, desc=desc
+    )
