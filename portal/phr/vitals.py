@@ -174,9 +174,14 @@ def vital_history(records: Records, key: str) -> VitalCard | None:
 
 
 def latest_vitals(records: Records) -> list[tuple[str, Reading]]:
-    """The latest reading of each kind of vital sign: (name, reading)."""
-    latest = records.latest_per_code(
-        ["vitals"], where=[FhirRecord.code.in_(CHARTED)], elements=ELEMENTS
+    """The latest reading of each kind of vital sign: (name, reading); one sent by several
+    sources once (as the first-connected clinic has it), the others in `also`."""
+    # Each source gives a reading at most one row: the latest of each source's are enough.
+    latest = records.recent_per_code(
+        ["vitals"],
+        max(1, len(records.ids)),
+        where=[FhirRecord.code.in_(CHARTED)],
+        elements=KEYED,
     )
     by_kind: dict[str, list[Row]] = {}
     for row, _ in latest:

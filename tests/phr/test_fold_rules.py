@@ -440,3 +440,11 @@ def test_classify_gives_visits_their_type_code() -> None:
     """The visit rule reads the type code the sync stores (not the class)."""
     c = classify(visit("185349003", "2024-03-01T09:00:00Z"))
     assert (c.code_system, c.code) == (SNOMED, "185349003")
+
+
+def test_brants_latest_vitals_are_shown_as_riverside_has_them_also_lakeside(
+    session: Session, brant: TwoClinics
+) -> None:
+    s = summary.summary(records_of(session, brant.account), utcnow())
+    assert s.vitals and len({name for name, _ in s.vitals}) == len(s.vitals)
+    assert all((v.source, v.also) == (RIVERSIDE, (LAKESIDE,)) for _, v in s.vitals)
