@@ -29,8 +29,10 @@ ELEMENTS = (
     "item",
     "status",
     "outcome",
-    "identifier",
 )
+# What telling bills apart and naming their insurers reads (a bill's lines are read only for
+# the page that shows it).
+KEYS = ("claim", "total", "identifier", "insurer", "insurance")
 ITEMS_SHOWN = 3  # what a bill was for: the first few of its lines
 # Adjudication categories (terminology.hl7.org CodeSystem/adjudication) that are the patient's.
 PATIENT_SHARE = ("copay", "deductible", "patientpay")
@@ -70,7 +72,7 @@ def bills(records: Records, page: int = 1, size: int = 25) -> Page[Bill]:
     total = len(facts)
     pages = max(1, -(-total // size))
     number = min(max(1, page), pages)
-    chosen = facts[(number - 1) * size : number * size]
+    chosen = merge.reread(records, ["claims"], facts[(number - 1) * size : number * size], ELEMENTS)
     names = records.names([f.row for f in chosen], "provider")
     items = [merge.marked(records, f, _bill(records, names, f.row)) for f in chosen]
     return Page(items, number, size, total)
@@ -79,7 +81,7 @@ def bills(records: Records, page: int = 1, size: int = 25) -> Page[Bill]:
 def _facts(records: Records) -> list[merge.Fact]:
     """The bills, newest first: each explanation of benefit, and each claim none answers; one
     bill sent by two clinics (the same kind, moment and total) once."""
-    rows = records.rows(["claims"], elements=ELEMENTS)
+    rows = records.rows(["claims"], elements=KEYS)
     answered = {
         (row.connection_id, reference)
         for row in rows
