@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from portal.phr import merge
 from portal.phr.classify import codes_of
 from portal.phr.records import Page, Records, Row
 from portal.phr.words import concept_text, date_text
@@ -29,6 +30,9 @@ ELEMENTS = (
     "status",
     "outcome",
 )
+# What telling bills apart and naming their insurers reads (a bill's lines are read only for
+# the page that shows it).
+KEYS = ("claim", "total", "identifier", "insurer", "insurance")
 ITEMS_SHOWN = 3  # what a bill was for: the first few of its lines
 # Adjudication categories (terminology.hl7.org CodeSystem/adjudication) that are the patient's.
 PATIENT_SHARE = ("copay", "deductible", "patientpay")
@@ -47,6 +51,9 @@ class Bill:
     insurer: str | None
     answered: bool  # the insurer's explanation is there (not only the claim)
     source: str
+    also: tuple[str, ...] = ()  # other sources that sent the same bill
+    merged: tuple[int, ...] = ()  # the records folded into this item (to split them again)
+    apart: tuple[int, ...] = ()  # records the patient said are not this one (to join again)
 
 
 @dataclass(frozen=True)
@@ -61,7 +68,20 @@ class Insurer:
 
 def bills(records: Records, page: int = 1, size: int = 25) -> Page[Bill]:
     """Bills newest first: each explanation of benefit, and each claim none answers."""
-    rows = records.rows(["claims"], elements=ELEMENTS)
+    facts = _facts(records)
+    total = len(facts)
+    pages = max(1, -(-total // size))
+    number = min(max(1, page), pages)
+    chosen = merge.reread(records, ["claims"], facts[(number - 1) * size : number * size], ELEMENTS)
+    names = records.names([f.row for f in chosen], "provider")
+    items = [merge.marked(records, f, _bill(records, names, f.row)) for f in chosen]
+    return Page(items, number, size, total)
+
+
+def _facts(records: Records) -> list[merge.Fact]:
+    """The bills, newest first: each explanation of benefit, and each claim none answers; one
+    bill sent by two clinics (the same kind, moment and total) once."""
+    rows = records.rows(["claims"], elements=KEYS)
     answered = {
         (row.connection_id, reference)
         for row in rows
@@ -75,21 +95,22 @@ def bills(records: Records, page: int = 1, size: int = 25) -> Page[Bill]:
         if row.resource_type == "ExplanationOfBenefit"
         or (row.connection_id, row.ref) not in answered
     ]
-    total = len(shown)
-    pages = max(1, -(-total // size))
-    number = min(max(1, page), pages)
-    chosen = shown[(number - 1) * size : number * size]
-    names = records.names(chosen, "provider")
-    return Page([_bill(records, names, row) for row in chosen], number, size, total)
+    return merge.fold(records, shown, same=_same_bill)
+
+
+def _same_bill(row: Row) -> tuple[object, str] | None:
+    moment = merge.same_moment(row)
+    return None if moment is None else (moment, repr(row.raw.get("total")))
 
 
 def insurers(records: Records) -> list[Insurer]:
-    """Insurers named on the bills, most recent first (for a record without coverage)."""
+    """Insurers named on the bills, most recent first (for a record without coverage), each
+    with how many of the bills page's bills name it."""
     found: dict[str, list[Row]] = {}
-    for row in records.rows(["claims"], elements=ELEMENTS):
-        name = _insurer(row.raw)
+    for fact in _facts(records):
+        name = next((n for r in fact.rows if (n := _insurer(r.raw))), None)
         if name:
-            found.setdefault(name, []).append(row)
+            found.setdefault(name, []).append(fact.row)
     out = []
     for name, rows in found.items():
         dates = [r.effective_at for r in rows if r.effective_at]

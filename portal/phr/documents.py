@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from portal.models import FhirRecord
+from portal.phr import merge
 from portal.phr.names import category_text
 from portal.phr.records import Page, Records, Row
 from portal.phr.words import concept_text, date_text, status_words, tidy, when_text
@@ -76,6 +77,9 @@ class Document:
     description: str | None
     attachments: tuple[Attachment, ...]
     source: str
+    also: tuple[str, ...] = ()  # other sources that sent the same document or report
+    merged: tuple[int, ...] = ()  # the records folded into this item (to split them again)
+    apart: tuple[int, ...] = ()  # records the patient said are not this one (to join again)
 
 
 @dataclass(frozen=True)
@@ -107,10 +111,23 @@ LISTED = sa.or_(
 
 
 def documents(records: Records, page: int = 1, size: int = DOCUMENTS_PER_PAGE) -> Page[Document]:
-    """Notes and reports that came as documents, newest first."""
-    rows, number, total = records.page(CATEGORIES, page, size, where=[LISTED])
+    """Notes and reports that came as documents, newest first; one sent by several sources
+    (same identifier, else same code at the same moment) once, and counted once."""
+    return merge.listing(
+        records,
+        CATEGORIES,
+        page,
+        size,
+        lambda facts: _documents(records, facts),
+        where=[LISTED],
+        same=merge.same_moment,
+    )
+
+
+def _documents(records: Records, facts: list[merge.Fact]) -> list[Document]:
+    rows = [f.row for f in facts]
     names = records.names(rows, "author", "performer", "resultsInterpreter")
-    return Page([_document(records, r, names) for r in rows], number, size, total)
+    return [merge.marked(records, f, _document(records, f.row, names)) for f in facts]
 
 
 def _document(records: Records, row: Row, names: dict[tuple[int, str], str]) -> Document:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from portal.phr import merge
 from portal.phr.records import Page, Records, Row
 from portal.phr.words import concept_text, date_text
 
@@ -22,13 +23,28 @@ class Study:
     images: int | None
     report: str | None  # the linked report's conclusion (or its name)
     source: str
+    also: tuple[str, ...] = ()  # other sources that sent the same study
+    merged: tuple[int, ...] = ()  # the records folded into this item (to split them again)
+    apart: tuple[int, ...] = ()  # records the patient said are not this one (to join again)
 
 
 def studies(records: Records, page: int = 1, size: int = 25) -> Page[Study]:
-    """Imaging studies, newest first, each with the report linked to it."""
-    rows, number, total = records.page(["imaging"], page, size, elements=ELEMENTS)
-    reports = _reports(records, rows)
-    return Page([_study(records, row, reports) for row in rows], number, size, total)
+    """Imaging studies, newest first, each with the report linked to it; one study sent by
+    several sources (same identifier, else same kind at the same moment) once."""
+    return merge.listing(
+        records,
+        ["imaging"],
+        page,
+        size,
+        lambda facts: _studies(records, facts),
+        elements=ELEMENTS,
+        same=merge.same_moment,
+    )
+
+
+def _studies(records: Records, facts: list[merge.Fact]) -> list[Study]:
+    reports = _reports(records, [f.row for f in facts])
+    return [merge.marked(records, f, _study(records, f.row, reports)) for f in facts]
 
 
 def _reports(records: Records, studies: list[Row]) -> dict[tuple[int, str], str]:

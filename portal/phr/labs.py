@@ -13,7 +13,7 @@ from portal.models import FhirRecord
 from portal.phr import measures, ranges, units
 from portal.phr.about_tests import about
 from portal.phr.charts import Chart, Measurement, line_chart
-from portal.phr.merge import distinct
+from portal.phr.merge import VALUE_ELEMENTS, distinct
 from portal.phr.ranges import FLAGS as FLAGS
 from portal.phr.ranges import NORMAL as NORMAL
 from portal.phr.ranges import Flag as Flag
@@ -174,20 +174,16 @@ def overview(records: Records, page: int = 1, size: int = TESTS_PER_PAGE) -> Lab
 
 
 def _groups(records: Records) -> list[_Group]:
-    if not records.ids:
-        return []
-    name = sa.case((FhirRecord.code.is_(None), FhirRecord.display), else_=sa.null())
-    query = records._scope(
-        sa.select(
-            FhirRecord.code, name, sa.func.count(), sa.func.max(FhirRecord.effective_at)
-        ).group_by(FhirRecord.code, name),
-        RESULTS,
-    )
+    """Each test with how many results it has, each result sent by several sources once (as
+    its own page counts them)."""
+    by_key: dict[str, list[Row]] = {}
+    for row in records.rows(RESULTS, elements=VALUE_ELEMENTS):
+        by_key.setdefault(test_key(row.code, row.display), []).append(row)
     groups = []
-    for code, display, count, latest in records.session.execute(query):
-        if isinstance(latest, str):  # SQLite returns max() of a datetime column as text
-            latest = datetime.fromisoformat(latest)
-        groups.append(_Group(test_key(code, display), int(count), latest))
+    for key, rows in by_key.items():
+        kept, _ = distinct(records, rows)
+        dated = [r.effective_at for r in kept if r.effective_at is not None]
+        groups.append(_Group(key, len(kept), max(dated) if dated else None))
     groups.sort(key=lambda g: (g.latest is None, -(g.latest.timestamp() if g.latest else 0)))
     return groups
 
@@ -199,14 +195,25 @@ def test_history(records: Records, key: str) -> LabTest | None:
 
 
 def recent_results(records: Records, limit: int = 8) -> list[tuple[str, LabResult]]:
-    """The latest lab results of any test, as reported: (test name, result)."""
-    rows = records.rows(["labs"], limit=limit, elements=ELEMENTS)
+    """The latest lab results of any test, as reported: (test name, result); one result sent
+    by several sources once, with the others in `also`."""
+    # Each source gives a result at most one row: this many rows hold `limit` results.
+    rows = records.rows(
+        ["labs"], limit=limit * max(1, len(records.ids)), elements=(*ELEMENTS, "identifier")
+    )
+    rows, also = distinct(records, rows)
     return [
         (
             _name(row),
-            _result(records, row, measures.lab_unit(row.code, own_unit(row)), convert=True),
+            _result(
+                records,
+                row,
+                measures.lab_unit(row.code, own_unit(row)),
+                convert=True,
+                also=also,
+            ),
         )
-        for row in rows
+        for row in rows[:limit]
     ]
 
 

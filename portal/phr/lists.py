@@ -11,8 +11,20 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 from portal.models import FhirRecord
-from portal.phr import localtime
-from portal.phr.merge import fold
+from portal.phr.merge import (
+    KEY_ELEMENTS,
+    Fact,
+    code_key,
+    every,
+    fold,
+    listing,
+    marked,
+    reread,
+    same_day,
+    same_kind,
+    same_moment,
+    same_period,
+)
 from portal.phr.names import (
     category_text,
     coded_as,
@@ -58,6 +70,7 @@ class Problem:
     also: tuple[str, ...] = ()  # other sources that report the same fact
     conflict: str | None = None  # where those sources disagree, in words
     merged: tuple[int, ...] = ()  # the records folded into this item (to split them again)
+    apart: tuple[int, ...] = ()  # records the patient said are not this one (to join again)
 
 
 def problems(records: Records, show: str = "active", limit: int | None = None) -> list[Problem]:
@@ -126,6 +139,7 @@ class Medication:
     details: tuple[str, ...] = ()
     # The patient's own entry: "You take it since ..." in place of "Prescribed ... by".
     own: str | None = None
+    apart: tuple[int, ...] = ()  # records the patient said are not this one (to join again)
 
 
 def medications(
@@ -199,19 +213,25 @@ def folded(
     """Items of `rows`, each fact once (portal.phr.merge): the shown source's item, with the
     other sources in `also`, and, where they disagree on `flag` (e.g. current), a conflict
     in words (`words`: how a yes and a no are said)."""
+    facts = fold(records, rows, name=name or (lambda row: None), same=same)
+    return folded_facts(records, facts, build, flag, words)
+
+
+def folded_facts(
+    records: Records,
+    facts: list[Fact],
+    build: Callable[[Row], Item],
+    flag: str,
+    words: tuple[str, str],
+) -> list[Item]:
+    """Items of folded facts (see `folded`)."""
     out = []
-    for fact in fold(records, rows, name=name or (lambda row: None), same=same):
+    for fact in facts:
         members = [build(row) for row in fact.rows]
-        item = members[0]
+        item = marked(records, fact, members[0])
         if len(members) > 1:
             changes: dict[str, Any] = {flag: any(getattr(m, flag) for m in members)}
-            item = replace(
-                item,
-                also=tuple(dict.fromkeys(m.source for m in members[1:])),
-                conflict=disagreement(members, flag, words),
-                merged=fact.ids,
-                **changes,
-            )
+            item = replace(item, conflict=disagreement(members, flag, words), **changes)
         out.append(item)
     return out
 
@@ -280,6 +300,7 @@ class Allergy:
     also: tuple[str, ...] = ()  # other sources that report the same fact
     conflict: str | None = None  # where those sources disagree, in words
     merged: tuple[int, ...] = ()  # the records folded into this item (to split them again)
+    apart: tuple[int, ...] = ()  # records the patient said are not this one (to join again)
 
 
 def allergies(records: Records) -> list[Allergy]:
@@ -359,6 +380,7 @@ class Immunization:
     also: tuple[str, ...] = ()  # other sources that report the same fact
     conflict: str | None = None  # where those sources disagree, in words
     merged: tuple[int, ...] = ()  # the records folded into this item (to split them again)
+    apart: tuple[int, ...] = ()  # records the patient said are not this one (to join again)
 
 
 IMMUNIZATION_ELEMENTS = (
@@ -369,35 +391,49 @@ IMMUNIZATION_ELEMENTS = (
     "statusReason",
     "location",
 )
-GIVEN = sa.or_(FhirRecord.status.is_(None), FhirRecord.status != "not-done")
 
 
 def immunizations(records: Records, page: int = 1, size: int = 50) -> Page[Immunization]:
-    """Vaccines given (and recorded as not given), newest first."""
-    rows, number, total = records.page(
-        ["immunizations"], page, size, elements=IMMUNIZATION_ELEMENTS
+    """Vaccines given (and recorded as not given), newest first; one dose reported by several
+    sources (same vaccine, same day) once, and counted once."""
+    return listing(
+        records,
+        ["immunizations"],
+        page,
+        size,
+        lambda facts: immunization_facts(records, facts),
+        elements=IMMUNIZATION_ELEMENTS,
+        same=same_day,
     )
-    return Page(immunization_items(records, rows), number, size, total)
 
 
 def latest_immunizations(records: Records, limit: int) -> tuple[list[Immunization], int]:
-    """The latest dose of each vaccine given (newest first), and how many doses in all."""
-    latest = records.latest_per_code(
-        ["immunizations"], where=[GIVEN], elements=IMMUNIZATION_ELEMENTS
+    """The latest dose of each vaccine given (newest first), and how many immunizations the
+    immunizations page lists (each dose once)."""
+    facts = fold(records, records.rows(["immunizations"], elements=KEY_ELEMENTS), same=same_day)
+    latest: dict[str, Fact] = {}
+    for fact in facts:
+        if any(r.status != "not-done" for r in fact.rows):
+            latest.setdefault(code_key(fact.row, None) or f"row|{fact.row.id}", fact)
+    chosen = reread(
+        records, ["immunizations"], list(latest.values())[:limit], IMMUNIZATION_ELEMENTS
     )
-    return immunization_items(records, [r for r, _ in latest[:limit]]), sum(n for _, n in latest)
+    return immunization_facts(records, chosen), len(facts)
 
 
 def immunization_items(records: Records, rows: list[Row]) -> list[Immunization]:
     """Vaccines of `rows`; one dose reported by several sources (same vaccine, same day) once."""
-    names = records.names(rows, "location", "performer.actor")
-    return folded(
+    return immunization_facts(records, fold(records, rows, same=same_day))
+
+
+def immunization_facts(records: Records, facts: list[Fact]) -> list[Immunization]:
+    names = records.names([r for f in facts for r in f.rows], "location", "performer.actor")
+    return folded_facts(
         records,
-        rows,
+        facts,
         lambda row: _immunization(records, names, row),
         "given",
         ("given", "not given"),
-        same=lambda row: localtime.day_of(row.effective_at) if row.effective_at else None,
     )
 
 
@@ -436,12 +472,16 @@ class Procedure:
     body_site: str | None
     outcome: str | None
     source: str
+    also: tuple[str, ...] = ()  # other sources that report the same fact
+    merged: tuple[int, ...] = ()  # the records folded into this item (to split them again)
+    apart: tuple[int, ...] = ()  # records the patient said are not this one (to join again)
 
 
-def procedure_items(records: Records, rows: list[Row]) -> list[Procedure]:
-    names = records.names(rows, "reasonReference")
+def procedure_items(records: Records, facts: list[Fact]) -> list[Procedure]:
+    names = records.names([f.row for f in facts], "reasonReference")
     items = []
-    for row in rows:
+    for fact in facts:
+        row = fact.row
         raw = row.raw
         reasons = [concept_text(x) for x in raw.get("reasonCode") or []]
         reasons += [records.ref_name(names, row, x) for x in raw.get("reasonReference") or []]
@@ -458,12 +498,20 @@ def procedure_items(records: Records, rows: list[Row]) -> list[Procedure]:
                 source=records.source(row),
             )
         )
+        items[-1] = marked(records, fact, items[-1])
     return items
 
 
 def procedures(records: Records, page: int, size: int = 25) -> Page[Procedure]:
-    rows, number, total = records.page(["procedures"], page, size)
-    return Page(procedure_items(records, rows), number, size, total)
+    """Procedures newest first; one reported by several sources (same code, same moment) once."""
+    return listing(
+        records,
+        ["procedures"],
+        page,
+        size,
+        lambda facts: procedure_items(records, facts),
+        same=same_moment,
+    )
 
 
 # ---- care plans and goals ------------------------------------------------------------------
@@ -488,6 +536,9 @@ class CarePlan:
     activities: tuple[Activity, ...]
     description: str | None
     source: str
+    also: tuple[str, ...] = ()  # other sources that report the same fact
+    merged: tuple[int, ...] = ()  # the records folded into this item (to split them again)
+    apart: tuple[int, ...] = ()  # records the patient said are not this one (to join again)
 
 
 @dataclass(frozen=True)
@@ -508,6 +559,9 @@ class Goal:
     targets: tuple[GoalTarget, ...]
     addresses: str | None
     source: str
+    also: tuple[str, ...] = ()  # other sources that report the same fact
+    merged: tuple[int, ...] = ()  # the records folded into this item (to split them again)
+    apart: tuple[int, ...] = ()  # records the patient said are not this one (to join again)
 
 
 def care_plans(records: Records, show: str = "all") -> list[CarePlan]:
@@ -517,14 +571,32 @@ def care_plans(records: Records, show: str = "all") -> list[CarePlan]:
         where.append(FhirRecord.status.in_(ACTIVE_PLAN))
     elif show == "past":
         where.append(sa.or_(FhirRecord.status.is_(None), FhirRecord.status.notin_(ACTIVE_PLAN)))
-    rows = records.rows(
+    return every(
+        records,
         ["careplans"],
+        lambda facts: _care_plans(records, facts),
         where=where,
         elements=("title", "category", "activity", "period", "addresses", "description"),
+        keys=("identifier", "title", "category", "period"),
+        name=plan_title,
+        same=same_period,
+        by_name=True,
     )
-    names = records.names(rows, "addresses")
+
+
+def plan_title(row: Row) -> str | None:
+    """A care plan's title; Synthea gives none, only its category ("Asthma self management")."""
+    raw = row.raw
+    categories = [category_text(c) for c in raw.get("category") or []]
+    title = raw.get("title") or next((c for c in categories if c), None)
+    return str(title) if title else None
+
+
+def _care_plans(records: Records, facts: list[Fact]) -> list[CarePlan]:
+    names = records.names([f.row for f in facts], "addresses")
     items = []
-    for row in rows:
+    for fact in facts:
+        row = fact.row
         raw = row.raw
         activities = []
         seen = set()
@@ -539,30 +611,40 @@ def care_plans(records: Records, show: str = "all") -> list[CarePlan]:
                 status = detail.get("status") if isinstance(detail, dict) else None
                 activities.append(Activity(str(what), status_words(status)))
         addresses = [records.ref_name(names, row, x) for x in raw.get("addresses") or []]
-        categories = [category_text(c) for c in raw.get("category") or []]
-        title = raw.get("title") or next((c for c in categories if c), None)
-        items.append(
-            CarePlan(
-                id=row.id,
-                title=str(title or "Care plan"),
-                status=status_words(row.status) or "Status not recorded",
-                active=row.status in ACTIVE_PLAN,
-                period=first_capital(period_text(raw.get("period"))),
-                addresses=", ".join(a for a in addresses if a) or None,
-                activities=tuple(activities),
-                description=raw.get("description"),
-                source=records.source(row),
-            )
+        item = CarePlan(
+            id=row.id,
+            title=plan_title(row) or "Care plan",
+            status=status_words(row.status) or "Status not recorded",
+            active=row.status in ACTIVE_PLAN,
+            period=first_capital(period_text(raw.get("period"))),
+            addresses=", ".join(a for a in addresses if a) or None,
+            activities=tuple(activities),
+            description=raw.get("description"),
+            source=records.source(row),
         )
+        items.append(marked(records, fact, item))
     items.sort(key=lambda p: not p.active)
     return items
 
 
 def goals(records: Records) -> list[Goal]:
-    rows = records.rows(["goals"])
-    names = records.names(rows, "addresses")
+    """Goals, active first; one set at several sources (same description, same start) once."""
+    return every(
+        records,
+        ["goals"],
+        lambda facts: _goals(records, facts),
+        keys=("identifier", "description", "startDate"),
+        name=lambda row: concept_text(row.raw.get("description")),
+        same=lambda row: row.raw.get("startDate") or "",
+        by_name=True,
+    )
+
+
+def _goals(records: Records, facts: list[Fact]) -> list[Goal]:
+    names = records.names([f.row for f in facts], "addresses")
     items = []
-    for row in rows:
+    for fact in facts:
+        row = fact.row
         raw = row.raw
         targets = []
         for target in raw.get("target") or []:
@@ -581,19 +663,18 @@ def goals(records: Records) -> list[Goal]:
                 targets.append(GoalTarget(what, value, due))
         lifecycle = raw.get("lifecycleStatus") or row.status
         addresses = [records.ref_name(names, row, x) for x in raw.get("addresses") or []]
-        items.append(
-            Goal(
-                id=row.id,
-                description=lab_name(concept_text(raw.get("description")) or row.display or "Goal"),
-                status=status_words(lifecycle) or "Status not recorded",
-                achievement=status_words(first_code(raw.get("achievementStatus"))),
-                active=lifecycle in ("proposed", "planned", "accepted", "active", None),
-                start=when_text(raw, "startDate"),
-                targets=tuple(targets),
-                addresses=", ".join(a for a in addresses if a) or None,
-                source=records.source(row),
-            )
+        item = Goal(
+            id=row.id,
+            description=lab_name(concept_text(raw.get("description")) or row.display or "Goal"),
+            status=status_words(lifecycle) or "Status not recorded",
+            achievement=status_words(first_code(raw.get("achievementStatus"))),
+            active=lifecycle in ("proposed", "planned", "accepted", "active", None),
+            start=when_text(raw, "startDate"),
+            targets=tuple(targets),
+            addresses=", ".join(a for a in addresses if a) or None,
+            source=records.source(row),
         )
+        items.append(marked(records, fact, item))
     items.sort(key=lambda g: not g.active)
     return items
 
@@ -617,22 +698,43 @@ class CareTeam:
     reason: str | None
     members: tuple[Member, ...]
     source: str
+    also: tuple[str, ...] = ()  # other sources that report the same fact
+    merged: tuple[int, ...] = ()  # the records folded into this item (to split them again)
+    apart: tuple[int, ...] = ()  # records the patient said are not this one (to join again)
 
 
 @dataclass(frozen=True)
 class Contact:
+    id: int
     name: str
     kind: str  # "Clinician" | "Clinic"
     phone: str | None
     address: str | None
     source: str
+    also: tuple[str, ...] = ()  # other sources that report the same fact
+    merged: tuple[int, ...] = ()  # the records folded into this item (to split them again)
+    apart: tuple[int, ...] = ()  # records the patient said are not this one (to join again)
 
 
 def care_teams(records: Records) -> list[CareTeam]:
-    rows = records.rows(["careteam"])
+    """Care teams; one known at several sources (same name, same period) once."""
+    return every(
+        records,
+        ["careteam"],
+        lambda facts: _care_teams(records, facts),
+        keys=("identifier", "name", "category", "period"),
+        name=lambda row: row.raw.get("name") or concept_text(row.raw.get("category")),
+        same=same_period,
+        by_name=True,
+    )
+
+
+def _care_teams(records: Records, facts: list[Fact]) -> list[CareTeam]:
+    rows = [f.row for f in facts]
     names = records.names(rows, "participant.member", "participant.onBehalfOf", "reasonReference")
     items = []
-    for row in rows:
+    for fact in facts:
+        row = fact.row
         raw = row.raw
         members = []
         for p in raw.get("participant") or []:
@@ -645,27 +747,40 @@ def care_teams(records: Records) -> list[CareTeam]:
                 members.append(Member(member or "Someone from your care team", role, org))
         reasons = [concept_text(x) for x in raw.get("reasonCode") or []]
         reasons += [records.ref_name(names, row, x) for x in raw.get("reasonReference") or []]
-        items.append(
-            CareTeam(
-                id=row.id,
-                name=str(raw.get("name") or category_text(raw.get("category")) or "Care team"),
-                status=status_words(row.status) or "Status not recorded",
-                period=first_capital(period_text(raw.get("period"))),
-                reason=", ".join(r for r in reasons if r) or None,
-                members=tuple(members),
-                source=records.source(row),
-            )
+        item = CareTeam(
+            id=row.id,
+            name=str(raw.get("name") or category_text(raw.get("category")) or "Care team"),
+            status=status_words(row.status) or "Status not recorded",
+            period=first_capital(period_text(raw.get("period"))),
+            reason=", ".join(r for r in reasons if r) or None,
+            members=tuple(members),
+            source=records.source(row),
         )
+        items.append(marked(records, fact, item))
     return items
 
 
 def contacts(records: Records) -> list[Contact]:
     """Clinicians and clinics named in the record (the directory a patient can call)."""
-    rows = records.rows(
-        ["directory"], where=[FhirRecord.resource_type.in_(("Practitioner", "Organization"))]
+    items = every(
+        records,
+        ["directory"],
+        lambda facts: _contacts(records, facts),
+        where=[FhirRecord.resource_type.in_(("Practitioner", "Organization"))],
+        keys=("identifier", "name"),
+        name=display_name,
+        same=same_kind,
+        by_name=True,
     )
+    items.sort(key=lambda c: (c.kind, c.name.lower()))
+    return items
+
+
+def _contacts(records: Records, facts: list[Fact]) -> list[Contact]:
+    """Clinicians (the same NPI, else the same name) and clinics (the same name) once each."""
     items = []
-    for row in rows:
+    for fact in facts:
+        row = fact.row
         raw = row.raw
         phones = [
             phone_text(str(t["value"]))
@@ -683,16 +798,15 @@ def contacts(records: Records) -> list[Contact]:
                 ]
                 address = ", ".join(str(p) for p in parts if p) or None
                 break
-        items.append(
-            Contact(
-                name=display_name(row),
-                kind="Clinician" if row.resource_type == "Practitioner" else "Clinic",
-                phone=phones[0] if phones else None,
-                address=address,
-                source=records.source(row),
-            )
+        item = Contact(
+            id=row.id,
+            name=display_name(row),
+            kind="Clinician" if row.resource_type == "Practitioner" else "Clinic",
+            phone=phones[0] if phones else None,
+            address=address,
+            source=records.source(row),
         )
-    items.sort(key=lambda c: (c.kind, c.name.lower()))
+        items.append(marked(records, fact, item))
     return items
 
 

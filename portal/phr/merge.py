@@ -2,26 +2,46 @@
 
 Rules, in order (both look across sources only: a clinic's own two prescriptions of one
 medicine are two facts, and each source gives at most one row to a fact):
-1. Identifiers: resources sharing an identifier (same system and value) state the same fact.
+1. Identifiers: resources sharing an identifier (same system and value) state the same fact
+   (an identifier a source gives to several of its own records identifies none of them).
 2. Codes: otherwise, resources with the same code (same system and code; with no code, the
    same name ignoring case and spacing) state the same fact; for kinds that happen on a day
    (vaccines given), only on the same day.
 Rows come newest first; the row shown is a clinic's when there is one (the newest; the
 first-connected clinic on a tie), else the patient's own. Repeated facts (three episodes of
 sinusitis at each clinic) pair up in order. Facts the patient split apart ("not the same")
-are never folded again. Conflicts (one source says current, another over) are the caller's
-to word: each fact keeps all of its rows.
+are never folded again (until they say "these are the same", `join`). Conflicts (one source
+says current, another over) are the caller's to word: each fact keeps all of its rows.
+
+A page lists facts, never rows: `listing` folds a section, then pages the facts, so a page's
+count and its items come from one list and cannot disagree.
+
+The documented rules per kind (the `same` each page passes):
+- readings and results: the same moment and value (`reading_moment`);
+- vaccines: the same day; visits, procedures and reports: the same moment (`same_moment`);
+- care plans and care teams: the same title and period (`same_period`); goals: the same start;
+- clinicians and clinics: identifier (NPI), else the same kind and name (`same_kind`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, TypeVar
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from portal.models import MergeSplit
-from portal.phr.records import Records, Row, splits_of
+from portal.models import FhirRecord, MergeSplit
+from portal.phr import localtime
+from portal.phr.records import Page, Records, Row, splits_of
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T")
+D = TypeVar("D", bound="DataclassInstance")
 
 
 @dataclass(frozen=True)
@@ -29,6 +49,8 @@ class Fact:
     """A fact and every row (one per source) that states it; `rows[0]` is shown."""
 
     rows: tuple[Row, ...]
+    # Records the patient said are not this fact (with this fact's own): to undo that.
+    apart: tuple[int, ...] = ()
 
     @property
     def row(self) -> Row:
@@ -42,6 +64,10 @@ class Fact:
     def ids(self) -> tuple[int, ...]:
         return tuple(r.id for r in self.rows)
 
+    def also(self, records: Records) -> tuple[str, ...]:
+        """The other sources that state this fact, each once."""
+        return tuple(dict.fromkeys(records.source(r) for r in self.others))
+
 
 def identifiers(row: Row) -> list[str]:
     out = []
@@ -51,9 +77,9 @@ def identifiers(row: Row) -> list[str]:
     return out
 
 
-def code_key(row: Row, name: str | None) -> str | None:
-    """The fact's code, or its normalised name when it has none."""
-    if row.code:
+def code_key(row: Row, name: str | None, *, by_name: bool = False) -> str | None:
+    """The fact's code, or its normalised name when it has none (or when `by_name`)."""
+    if row.code and not by_name:
         return f"code|{row.code_system or ''}|{row.code}"
     words = " ".join((name or row.display or "").split()).casefold()
     return f"name|{words}" if words else None
@@ -65,11 +91,13 @@ def fold(
     *,
     name: Callable[[Row], str | None] = lambda row: None,
     same: Callable[[Row], Hashable | None] | None = None,
+    by_name: bool = False,
 ) -> list[Fact]:
     """`rows` (newest first) folded into facts, in the order of each fact's first row.
 
     `same`: what else must be equal for a code to match (the day of a vaccine; the moment and
-    value of a reading); a row for which it is None matches by identifier only.
+    value of a reading); a row for which it is None matches by identifier only. `by_name`:
+    match names, never codes (a clinic's code says only "healthcare provider").
     """
     splits = records.splits
     rank = {c.id: i for i, c in enumerate(records.connections)}
@@ -85,11 +113,17 @@ def fold(
             order[r.id],
         ),
     )
+    # An identifier one source gives to several of its records (Synthea's claim group on
+    # every bill) identifies none of them.
+    seen: dict[tuple[int, str], int] = {}
+    for row in rows:
+        for key in set(identifiers(row)):
+            seen[(row.connection_id, key)] = seen.get((row.connection_id, key), 0) + 1
     groups: list[list[Row]] = []
     by_key: dict[str, list[int]] = {}
     for row in ordered:
-        keys = identifiers(row)
-        code = code_key(row, name(row))
+        keys = [k for k in identifiers(row) if seen[(row.connection_id, k)] == 1]
+        code = code_key(row, name(row), by_name=by_name)
         if code is not None:
             also = same(row) if same else None
             if same is None or also is not None:
@@ -111,9 +145,29 @@ def fold(
         for key in keys:
             if target not in by_key.setdefault(key, []):
                 by_key[key].append(target)
-    facts = [Fact(tuple(g)) for g in groups]
+    present = {row.id for row in rows}
+    facts = [Fact(tuple(g), _apart(splits, g, present)) for g in groups]
     facts.sort(key=lambda f: min(order[r.id] for r in f.rows))
     return facts
+
+
+def marked(records: Records, fact: Fact, item: D) -> D:
+    """`item` (made of the fact's shown row) with the fact's other sources (`also`), the
+    records folded into it (`merged`, to split them) and those kept apart (`apart`, to join)."""
+    if not fact.others and not fact.apart:
+        return item
+    changes: dict[str, Any] = {"apart": fact.apart}
+    if fact.others:
+        changes |= {"also": fact.also(records), "merged": fact.ids}
+    return replace(item, **changes)
+
+
+def _apart(
+    splits: frozenset[frozenset[int]], group: list[Row], present: set[int]
+) -> tuple[int, ...]:
+    ids = {r.id for r in group}
+    partners = {i for pair in splits if pair & ids for i in pair if i in present}
+    return tuple(sorted(partners | ids)) if partners - ids else ()
 
 
 def split(session: Session, account_id: int, record_ids: Iterable[int]) -> int:
@@ -130,6 +184,116 @@ def split(session: Session, account_id: int, record_ids: Iterable[int]) -> int:
     return added
 
 
+def join(session: Session, account_id: int, record_ids: Iterable[int]) -> int:
+    """Undo `split`: these records may be folded together again; returns how many pairs."""
+    ids = sorted(set(record_ids))
+    result = session.execute(
+        sa.delete(MergeSplit).where(
+            MergeSplit.account_id == account_id,
+            MergeSplit.record_a.in_(ids),
+            MergeSplit.record_b.in_(ids),
+        )
+    )
+    session.flush()
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+# What folding reads of each row beside its columns (identifiers; a reading's value).
+KEY_ELEMENTS = ("identifier",)
+VALUE_ELEMENTS = ("identifier", "valueQuantity", "valueString", "valueCodeableConcept", "component")
+
+
+def listing(
+    records: Records,
+    categories: Sequence[str],
+    number: int,
+    size: int,
+    build: Callable[[list[Fact]], list[T]],
+    *,
+    where: Iterable[sa.ColumnElement[bool]] = (),
+    elements: Sequence[str] | None = None,
+    keys: Sequence[str] = KEY_ELEMENTS,
+    name: Callable[[Row], str | None] = lambda row: None,
+    same: Callable[[Row], Hashable | None] | None = None,
+    by_name: bool = False,
+) -> Page[T]:
+    """One page of a section's facts (newest first), its items made by `build`, and how many
+    facts there are: the count and the items come from one folded list.
+
+    Every row is folded reading only `keys` (and the columns); the rows of the page's facts are
+    then read with `elements` (None: whole).
+    """
+    where = list(where)
+    rows = records.rows(categories, where=where, elements=keys)
+    facts = fold(records, rows, name=name, same=same, by_name=by_name)
+    pages = max(1, math.ceil(len(facts) / size))
+    number = min(max(1, number), pages)
+    chosen = facts[(number - 1) * size : number * size]
+    return Page(build(reread(records, categories, chosen, elements)), number, size, len(facts))
+
+
+def every(
+    records: Records,
+    categories: Sequence[str],
+    build: Callable[[list[Fact]], list[T]],
+    **options: Any,
+) -> list[T]:
+    """Every fact of a section as items (a list with no pages): its count is its length."""
+    return listing(records, categories, 1, 1_000_000, build, **options).items
+
+
+def reread(
+    records: Records, categories: Sequence[str], facts: list[Fact], elements: Sequence[str] | None
+) -> list[Fact]:
+    """`facts` with their rows read again with `elements` (None: whole resources)."""
+    ids = [r.id for f in facts for r in f.rows]
+    if not ids:
+        return []
+    found = {
+        r.id: r for r in records.rows(categories, where=[FhirRecord.id.in_(ids)], elements=elements)
+    }
+    return [
+        Fact(tuple(found[r.id] for r in f.rows if r.id in found), f.apart)
+        for f in facts
+        if f.row.id in found
+    ]
+
+
+def same_moment(row: Row) -> Hashable | None:
+    """Visits, procedures, reports: the same moment (a row with none matches by id only)."""
+    return row.effective_at.isoformat() if row.effective_at else None
+
+
+def same_day(row: Row) -> Hashable | None:
+    """Vaccines: the same day (the patient's)."""
+    return localtime.day_of(row.effective_at) if row.effective_at else None
+
+
+def same_period(row: Row) -> Hashable | None:
+    """Care plans and care teams: the same period (start and end as sent)."""
+    period = row.raw.get("period")
+    if not isinstance(period, dict) or not (period.get("start") or period.get("end")):
+        return None
+    return (period.get("start"), period.get("end"))
+
+
+NPI = "http://hl7.org/fhir/sid/us-npi"
+
+
+def same_kind(row: Row) -> Hashable | None:
+    """Clinicians and clinics: a clinician never folds with a clinic of the same name, nor
+    with a namesake whose NPI is another (the same NPI folds as an identifier)."""
+    npi = next(
+        (
+            str(i["value"])
+            for i in row.raw.get("identifier") or []
+            if isinstance(i, dict) and i.get("system") == NPI and i.get("value")
+        ),
+        None,
+    )
+    return (row.resource_type, npi)
+
+
 def reading_moment(row: Row) -> Hashable | None:
     """What makes two readings the same one: the moment taken and the value as sent."""
     if row.effective_at is None:
@@ -144,9 +308,5 @@ def distinct(records: Records, rows: Sequence[Row]) -> tuple[list[Row], dict[int
     """Readings (rows newest first) with each one taken once: the rows kept, and for each the
     other sources that sent the same reading."""
     facts = fold(records, rows, same=reading_moment)
-    also = {
-        f.row.id: tuple(dict.fromkeys(records.source(r) for r in f.others))
-        for f in facts
-        if f.others
-    }
+    also = {f.row.id: f.also(records) for f in facts if f.others}
     return [f.row for f in facts], also

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from portal.models import FhirRecord
 from portal.phr.labs import flag_of
+from portal.phr.merge import KEY_ELEMENTS, Fact, fold, listing, marked, same_moment
 from portal.phr.names import category_text, medicine_name
 from portal.phr.records import Page, Records, Row, ref_key
 from portal.phr.vitals import BP_PANELS, blood_pressure_texts, shown_text
@@ -101,6 +102,9 @@ class Visit:
     careplans: tuple[Happened, ...]
     reports: tuple[Happened, ...]
     source: str
+    also: tuple[str, ...] = ()  # other sources that report the same visit
+    merged: tuple[int, ...] = ()  # the records folded into this item (to split them again)
+    apart: tuple[int, ...] = ()  # records the patient said are not this one (to join again)
 
     @property
     def empty(self) -> bool:
@@ -116,10 +120,17 @@ class Visit:
 
 
 def visits(records: Records, page: int = 1, size: int = VISITS_PER_PAGE) -> Page[Visit]:
-    """One page of visits, newest first, with the records that point at each."""
-    rows, number, total = records.page(["visits"], page, size)
+    """One page of visits, newest first, with the records that point at each; one visit
+    reported by several sources (same type, same moment) once, and counted once."""
+    return listing(
+        records, ["visits"], page, size, lambda facts: _visits(records, facts), same=same_moment
+    )
+
+
+def _visits(records: Records, facts: list[Fact]) -> list[Visit]:
+    rows = [f.row for f in facts]
     if not rows:
-        return Page([], number, size, total)
+        return []
     by_visit: dict[tuple[int, str], list[Row]] = {}
     for row in _linked(records, rows):
         key = ref_key(row.raw.get("encounter"))
@@ -128,25 +139,23 @@ def visits(records: Records, page: int = 1, size: int = VISITS_PER_PAGE) -> Page
     names = records.names(
         rows, "participant.individual", "serviceProvider", "location.location", "reasonReference"
     )
-    return Page(
-        [
-            _visit(records, row, by_visit.get((row.connection_id, row.ref), []), names)
-            for row in rows
-        ],
-        number,
-        size,
-        total,
-    )
+    return [
+        marked(
+            records,
+            fact,
+            _visit(
+                records, fact.row, by_visit.get((fact.row.connection_id, fact.row.ref), []), names
+            ),
+        )
+        for fact in facts
+    ]
 
 
 def page_of(records: Records, visit: Row, size: int = VISITS_PER_PAGE) -> int:
-    """The page of `visits` that shows this visit (newest first, as `Records.rows` orders)."""
-    at, rid = FhirRecord.effective_at, FhirRecord.id
-    if visit.effective_at is None:  # undated visits come last
-        before = sa.or_(at.is_not(None), rid > visit.id)
-    else:
-        before = sa.or_(at > visit.effective_at, sa.and_(at == visit.effective_at, rid > visit.id))
-    return records.count(["visits"], where=[before]) // size + 1
+    """The page of `visits` that shows this visit (its fact's place, newest first)."""
+    facts = fold(records, records.rows(["visits"], elements=KEY_ELEMENTS), same=same_moment)
+    place = next((i for i, f in enumerate(facts) if visit.id in f.ids), 0)
+    return place // size + 1
 
 
 def _linked(records: Records, visits: list[Row]) -> list[Row]:
@@ -229,7 +238,13 @@ def _visit(
         clinicians=", ".join(dict.fromkeys(c for c in clinicians if c)) or None,
         reason=", ".join(r for r in reasons if r) or None,
         source=records.source(row),
-        **{name: tuple(items) for name, items in groups.items()},
+        diagnoses=tuple(groups["diagnoses"]),
+        procedures=tuple(groups["procedures"]),
+        immunizations=tuple(groups["immunizations"]),
+        medications=tuple(groups["medications"]),
+        results=tuple(groups["results"]),
+        careplans=tuple(groups["careplans"]),
+        reports=tuple(groups["reports"]),
     )
 
 

@@ -38,6 +38,7 @@ ELEMENTS = (
     "component",
     "dataAbsentReason",
 )
+KEYED = (*ELEMENTS, "identifier")  # and what folding reads
 
 
 @dataclass(frozen=True)
@@ -127,49 +128,39 @@ CHARTED = tuple(code for kind in KINDS for code in kind.codes)
 
 
 def vitals(records: Records) -> Vitals:
-    """Every vital sign: one card (chart and recent readings) per kind, then the others."""
-    recent = records.recent_per_code(
-        ["vitals"], CHART_POINTS, where=[FhirRecord.code.in_(CHARTED)], elements=ELEMENTS
-    )
+    """Every vital sign: one card (chart and recent readings) per kind, then the others; each
+    reading sent by several sources is counted once, as the kind's own page lists it."""
     by_kind: dict[str, list[Row]] = {}
-    per_code: dict[str, int] = {}
-    for row, n in recent:
+    for row in records.rows(["vitals"], where=[FhirRecord.code.in_(CHARTED)], elements=KEYED):
         by_kind.setdefault(KIND_BY_CODE[row.code or ""].key, []).append(row)
-        per_code[row.code or ""] = n
     cards = tuple(
         card
         for k in KINDS
         if k.key in by_kind
-        if (
-            card := _card(
-                records, k, by_kind[k.key], shown=RECENT_IN_CARD, total=_total(k, per_code)
-            )
-        )
+        if (card := _card(records, k, by_kind[k.key], shown=RECENT_IN_CARD, points=CHART_POINTS))
     )
-    latest_others = records.latest_per_code(
+    by_code: dict[str | None, list[Row]] = {}
+    for row in records.rows(
         ["vitals"],
         where=[sa.or_(FhirRecord.code.is_(None), FhirRecord.code.notin_(CHARTED))],
-        elements=ELEMENTS,
-    )
-    others = tuple(
-        OtherVital(
-            name=lab_name(tidy(row.display) or "Measurement"),
-            latest=value_text(row.raw) or absent_reason(row.raw) or "No value recorded",
-            date=date_text(row.raw.get("effectiveDateTime")) or date_text(row.effective_at),
-            count=n,
-            source=records.source(row),
+        elements=KEYED,
+    ):
+        by_code.setdefault(row.code or f"name:{row.display or ''}", []).append(row)
+    others = []
+    for rows in by_code.values():
+        kept, _ = distinct(records, rows)
+        row = kept[0]
+        others.append(
+            OtherVital(
+                name=lab_name(tidy(row.display) or "Measurement"),
+                latest=value_text(row.raw) or absent_reason(row.raw) or "No value recorded",
+                date=date_text(row.raw.get("effectiveDateTime")) or date_text(row.effective_at),
+                count=len(kept),
+                source=records.source(row),
+            )
         )
-        for row, n in latest_others
-    )
-    return Vitals(cards, others, sum(per_code.values()) + sum(n for _, n in latest_others))
-
-
-def _total(kind: Kind, per_code: dict[str, int]) -> int:
-    """How many readings of a kind there are (separate top and bottom numbers make one)."""
-    if kind.key != "blood-pressure":
-        return sum(per_code.get(code, 0) for code in kind.codes)
-    panels = sum(per_code.get(code, 0) for code in BP_PANELS)
-    return panels + max(per_code.get(SYSTOLIC, 0), per_code.get(DIASTOLIC, 0))
+    total = sum(c.count + len(c.kept_apart) for c in cards) + sum(o.count for o in others)
+    return Vitals(cards, tuple(others), total)
 
 
 def vital_history(records: Records, key: str) -> VitalCard | None:
@@ -177,14 +168,19 @@ def vital_history(records: Records, key: str) -> VitalCard | None:
     kind = KIND_BY_KEY.get(key)
     if kind is None:
         return None
-    rows = records.rows(["vitals"], where=[FhirRecord.code.in_(kind.codes)], elements=ELEMENTS)
+    rows = records.rows(["vitals"], where=[FhirRecord.code.in_(kind.codes)], elements=KEYED)
     return _card(records, kind, rows) if rows else None
 
 
 def latest_vitals(records: Records) -> list[tuple[str, Reading]]:
-    """The latest reading of each kind of vital sign: (name, reading)."""
-    latest = records.latest_per_code(
-        ["vitals"], where=[FhirRecord.code.in_(CHARTED)], elements=ELEMENTS
+    """The latest reading of each kind of vital sign: (name, reading); one sent by several
+    sources once (as the first-connected clinic has it), the others in `also`."""
+    # Each source gives a reading at most one row: the latest of each source's are enough.
+    latest = records.recent_per_code(
+        ["vitals"],
+        max(1, len(records.ids)),
+        where=[FhirRecord.code.in_(CHARTED)],
+        elements=KEYED,
     )
     by_kind: dict[str, list[Row]] = {}
     for row, _ in latest:
@@ -215,11 +211,10 @@ def _card(
     rows: list[Row],
     *,
     shown: int | None = None,
-    total: int | None = None,
+    points: int | None = None,
 ) -> VitalCard | None:
-    """A kind's readings (newest first), charted; only `shown` of them put into words.
-
-    `total` is how many readings there are when `rows` are only the latest of them.
+    """A kind's readings (newest first), each reading once; only `shown` of them put into
+    words, the latest `points` charted (None: all). Its count is of every reading in `rows`.
     """
     rows, also = distinct(records, rows)  # one reading sent by two clinics: once
     kind = replace(kind, unit=measures.unit_for(kind.key, kind.unit))  # the patient's units
@@ -238,9 +233,9 @@ def _card(
         name=kind.name,
         unit_label=label,
         readings=tuple(_reading(records, kind, m, also, judged) for m in chosen),
-        count=max(total or 0, len(listed)),
-        charted=len(usable),
-        chart=_chart(kind, usable, label, records.own_ids, judged),
+        count=len(listed),
+        charted=len(usable[:points]),
+        chart=_chart(kind, usable[:points], label, records.own_ids, judged),
         kept_apart=tuple(_reading(records, kind, m, also, judged) for m in apart) if usable else (),
         about=about_vital(kind.key),
         usual=latest.usual.words(kind.unit) if latest and latest.usual else None,

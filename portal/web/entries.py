@@ -198,6 +198,18 @@ CATEGORY_PAGES = {
     "medications": "records.medications",
     "allergies": "records.allergies",
     "immunizations": "records.immunizations",
+    "labs": "records.labs",
+    "observations": "records.labs",
+    "vitals": "records.vitals",
+    "visits": "records.visits",
+    "procedures": "records.procedures",
+    "careplans": "records.care_plans",
+    "goals": "records.care_plans",
+    "careteam": "records.care_team",
+    "directory": "records.care_team",
+    "documents": "records.documents",
+    "reports": "records.documents",
+    "imaging": "records.imaging_studies",
 }
 
 
@@ -220,6 +232,30 @@ def split() -> Response | str:
         return redirect(back)
     items = [(records.source(r), r.display or r.resource_type) for r in found]
     return render_template("entries/split.html", items=items, ids=[r.id for r in found], back=back)
+
+
+@bp.route("/same", methods=["GET", "POST"])
+@full_session_required
+def join() -> Response | str:
+    """The patient takes back a split: these records are the same fact after all."""
+    account = _owner()
+    records = Records(db.session, record_or_403())
+    ids = request.values.getlist("record", type=int)[:10]
+    rows = [records.record(i) for i in dict.fromkeys(ids)]
+    found = [r for r in rows if r is not None]
+    split_here = any(
+        frozenset((a.id, b.id)) in records.splits for a in found for b in found if a.id < b.id
+    )
+    if len(found) < 2 or len(found) != len(rows) or not split_here:
+        abort(404)  # not this person's records, or nothing of them was split
+    back = url_for(CATEGORY_PAGES.get(found[0].category, "records.summary"))
+    if request.method == "POST":
+        merge.join(db.session, account.id, [r.id for r in found])
+        service.changed(service.own_source(db.session, account))  # the pages change
+        flash("Done: they are shown as one again.")
+        return redirect(back)
+    items = [(records.source(r), r.display or r.resource_type) for r in found]
+    return render_template("entries/join.html", items=items, ids=[r.id for r in found], back=back)
 
 
 def _now_on_their_clock(form: Any) -> None:
