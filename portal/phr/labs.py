@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import sqlalchemy as sa
 
@@ -460,10 +459,11 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "x"
 
 
-def flag_of(raw: dict[str, Any]) -> Flag | None:
-    """The flag of one result, against the clinic's own range (no conversion, no table)."""
+def flag_of(row: Row, who: ranges.Person) -> Flag | None:
+    """The flag of one result: the clinic's interpretation or range, else the built-in table."""
+    raw = row.raw
     q = raw.get("valueQuantity")
     unit = unit_of(q) if isinstance(q, dict) else None
     value = q.get("value") if isinstance(q, dict) else None
-    usual = ranges.clinic_range(raw, unit, None)
+    usual = ranges.usual_range(raw, unit, row.effective_at, who)
     return ranges.flag(raw, ranges.decimal(value), usual)

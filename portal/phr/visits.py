@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from portal.models import FhirRecord
+from portal.phr import ranges
 from portal.phr.labs import flag_of
 from portal.phr.merge import KEY_ELEMENTS, Fact, fold, listing, marked, same_moment
 from portal.phr.names import category_text, medicine_name
@@ -215,14 +216,15 @@ def _visit(
     category_group = {c: name for name, cats in CONTENT_CATEGORIES for c in cats}
     bp_rows = [r for r in linked if r.code in BP_PANELS]
     by_ref = {r.ref: r for r in linked}
+    who = ranges.person(records)
     for item in linked:
         group = category_group[item.category]
         if item.code in BP_PANELS:
             continue
-        happened = _happened(item)
+        happened = _happened(item, who)
         if item.resource_type == "DiagnosticReport":
             parts = [by_ref.get(ref_key(x) or "") for x in item.raw.get("result") or []]
-            happened = replace(happened, parts=tuple(_happened(p) for p in parts if p))
+            happened = replace(happened, parts=tuple(_happened(p, who) for p in parts if p))
         groups[group].append(happened)
     for text in blood_pressure_texts(bp_rows):
         groups["results"].append(Happened("Blood pressure", text))
@@ -248,7 +250,7 @@ def _visit(
     )
 
 
-def _happened(row: Row) -> Happened:
+def _happened(row: Row, who: ranges.Person) -> Happened:
     raw: dict[str, Any] = row.raw
     what = (
         concept_text(raw.get("code"))
@@ -263,7 +265,7 @@ def _happened(row: Row) -> Happened:
     if row.resource_type == "Observation":
         what = lab_name(what)
         detail = shown_text(row) or value_text(raw) or absent_reason(raw)  # the patient's units
-        flag = flag_of(raw)
+        flag = flag_of(row, who)
         if flag and detail:
             detail = f"{detail} ({flag.words.lower()})"
         flagged = flag is not None

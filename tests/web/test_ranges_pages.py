@@ -242,3 +242,42 @@ def test_a_childs_ranges_by_age_at_the_test(app: Flask, client: FlaskClient) -> 
     vitals = client.get("/records/vitals").text
     assert str(escape(BP_NO_CATEGORY)) in card(vitals, "vital-blood-pressure")
     assert all(classify(r).category != "labs" or r.get("referenceRange") is None for r in resources)
+
+
+def test_a_visits_results_are_flagged_against_the_table_too(
+    app: Flask, client: FlaskClient
+) -> None:
+    connection_id, vito = signed_in(app, client, "vito_feeney")
+    visit = {
+        "resourceType": "Encounter",
+        "id": "newest-visit",
+        "status": "finished",
+        "class": {"code": "AMB"},
+        "type": [{"text": "Check-up"}],
+        "period": {"start": "2026-11-02T09:00:00Z", "end": "2026-11-02T09:30:00Z"},
+    }
+
+    def ldl(value: int) -> dict[str, Any]:
+        return {
+            "resourceType": "Observation",
+            "id": f"ldl-{value}",
+            "status": "final",
+            "category": [{"coding": [{"code": "laboratory"}]}],
+            "code": {"coding": [{"system": "http://loinc.org", "code": "18262-6"}], "text": "LDL"},
+            "encounter": {"reference": "Encounter/newest-visit"},
+            "effectiveDateTime": "2026-11-02T09:10:00Z",
+            "valueQuantity": {"value": value, "unit": "mg/dL", "code": "mg/dL"},
+        }
+
+    with app.app_context():
+        connection = db.session.get(EhrConnection, connection_id)
+        assert connection is not None
+        connection.account.units = UnitSystem.US
+        # No range or interpretation from the clinic: the built-in table judges (below 100).
+        f.add_resources(db.session, connection, [visit, ldl(190), ldl(80)])
+        db.session.commit()
+    text = client.get("/records/visits").text
+    start = text.index("Check-up")
+    card = text[start : text.index('<li class="visit card"', start)]
+    assert '<li class="flagged-row">LDL: <strong>190 mg/dL (high)</strong>' in card
+    assert "<li>LDL: <strong>80 mg/dL</strong>" in card
