@@ -307,3 +307,13 @@ def test_the_table_is_well_formed() -> None:
                     assert interval.low < interval.high, code
                 start, end = interval.ages
                 assert end is None or start < end, code
+
+
+@pytest.mark.parametrize(
+    ("celsius", "words"),
+    [("36.0", "Low"), ("36.1", None), ("37.3", None), ("37.9", None), ("38.0", "High")],
+)
+def test_a_temperature_is_high_from_a_fever_on(celsius: str, words: str | None) -> None:
+    usual = ranges.built_in(ranges.VITALS["temperature"], "Cel", 40, "female")
+    flag = ranges.flag({}, Decimal(celsius), usual)
+    assert (flag.words if flag else None) == words
