@@ -217,45 +217,43 @@ CATEGORY_PAGES = {
 @full_session_required
 def split() -> Response | str:
     """The patient says records folded into one item are not the same fact."""
-    account = _owner()
-    records = Records(db.session, record_or_403())
-    ids = request.values.getlist("record", type=int)[:10]
-    rows = [records.record(i) for i in dict.fromkeys(ids)]
-    found = [r for r in rows if r is not None]
-    if len(found) < 2 or len(found) != len(rows):
-        abort(404)  # not records of this person's (or not enough to split)
-    back = url_for(CATEGORY_PAGES.get(found[0].category, "records.summary"))
-    if request.method == "POST":
-        merge.split(db.session, account.id, [r.id for r in found])
-        service.changed(service.own_source(db.session, account))  # the pages change
-        flash("Done: they are shown separately now.")
-        return redirect(back)
-    items = [(records.source(r), r.display or r.resource_type) for r in found]
-    return render_template("entries/split.html", items=items, ids=[r.id for r in found], back=back)
+    return _fold_choice(apart=True)
 
 
 @bp.route("/same", methods=["GET", "POST"])
 @full_session_required
 def join() -> Response | str:
     """The patient takes back a split: these records are the same fact after all."""
+    return _fold_choice(apart=False)
+
+
+def _fold_choice(*, apart: bool) -> Response | str:
+    """Confirm (GET) and record (POST) a split, or the undoing of one, of this person's records."""
     account = _owner()
     records = Records(db.session, record_or_403())
     ids = request.values.getlist("record", type=int)[:10]
     rows = [records.record(i) for i in dict.fromkeys(ids)]
     found = [r for r in rows if r is not None]
+    if len(found) < 2 or len(found) != len(rows):
+        abort(404)  # not records of this person's (or not enough of them)
     split_here = any(
         frozenset((a.id, b.id)) in records.splits for a in found for b in found if a.id < b.id
     )
-    if len(found) < 2 or len(found) != len(rows) or not split_here:
-        abort(404)  # not this person's records, or nothing of them was split
+    if not apart and not split_here:
+        abort(404)  # nothing of them was split
     back = url_for(CATEGORY_PAGES.get(found[0].category, "records.summary"))
     if request.method == "POST":
-        merge.join(db.session, account.id, [r.id for r in found])
+        (merge.split if apart else merge.join)(db.session, account.id, [r.id for r in found])
         service.changed(service.own_source(db.session, account))  # the pages change
-        flash("Done: they are shown as one again.")
+        flash(
+            "Done: they are shown separately now."
+            if apart
+            else "Done: they are shown as one again."
+        )
         return redirect(back)
     items = [(records.source(r), r.display or r.resource_type) for r in found]
-    return render_template("entries/join.html", items=items, ids=[r.id for r in found], back=back)
+    template = "entries/split.html" if apart else "entries/join.html"
+    return render_template(template, items=items, ids=[r.id for r in found], back=back)
 
 
 def _now_on_their_clock(form: Any) -> None:
