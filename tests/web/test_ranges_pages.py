@@ -247,7 +247,7 @@ def test_a_childs_ranges_by_age_at_the_test(app: Flask, client: FlaskClient) -> 
 def test_a_visits_results_are_flagged_against_the_table_too(
     app: Flask, client: FlaskClient
 ) -> None:
-    connection_id, vito = signed_in(app, client, "vito_feeney")
+    connection_id, _ = signed_in(app, client, "vito_feeney")
     visit = {
         "resourceType": "Encounter",
         "id": "newest-visit",
