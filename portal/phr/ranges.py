@@ -362,7 +362,7 @@ VITALS: dict[str, Entry] = {
     "breathing": one("/min", adult("12", "20")),
     # MedlinePlus "Body temperature norms": normal ranges from 36.1 °C, and 38 °C or more
     # most often means a fever; flagging 37.3 °C as high would alarm without cause.
-    "temperature": one("Cel", ages(0, None, "36.1", "38", below=True)),
+    "temperature": one("Cel", ages(0, None, "36.1", "37.9")),
     "oxygen": one("%", ages(0, None, "95", "100")),
     "bmi": one("kg/m2", adult("18.5", "25", below=True)),
 }

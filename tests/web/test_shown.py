@@ -409,12 +409,12 @@ def test_usual_ranges_and_flags_follow_the_chosen_units(app: Flask, client: Flas
     lab = main(client.get("/records/labs/test/2339-0").text)
     assert "6.66 mmol/L" in lab and "3.89\u20135.5 mmol/L" in lab and "High" in lab
     temperature = main(client.get("/records/vitals/temperature").text)
-    assert "38.5 °C" in temperature and "36.1\u201337.2 °C" in temperature
+    assert "38.5 °C" in temperature and "36.1\u201337.9 °C" in temperature
     assert "High" in temperature
     choose(client, "us", "UTC")
     lab = main(client.get("/records/labs/test/2339-0").text)
     assert "120 mg/dL" in lab and "70\u201399 mg/dL" in lab and "High" in lab
     assert "mmol/L" not in lab
     temperature = main(client.get("/records/vitals/temperature").text)
-    assert "101 °F" in temperature and "97\u201399 °F" in temperature and "High" in temperature
+    assert "101 °F" in temperature and "97\u2013100 °F" in temperature and "High" in temperature
     assert "°C" not in temperature.replace("°C as recorded", "")
