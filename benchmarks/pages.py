@@ -1,4 +1,4 @@
-"""How fast the records pages render for a ~5,000-resource patient, next to a hello-world route.
+"""How fast the records pages render for a large patient (~5,000 resources), next to hello-world.
 
 Builds one large patient by merging the shared Synthea bundles (every patient reference re-pointed
 to one patient), stores it as FhirRecord rows in a temporary SQLite database, and times each
@@ -54,8 +54,9 @@ BUILT_RUNS = 10
 WARMUP = 5
 # Kept once when the patient is multiplied: a longer history has the same person and clinics.
 SHARED = frozenset({"Patient", "Practitioner", "PractitionerRole", "Organization", "Location"})
-# A FHIR date, dateTime or instant with a day (a bare year could be a code).
+# A bundle's reference to one of its entries (by fullUrl), quoted.
 URN = re.compile(r'"(urn:uuid:[^"]*)"')
+# A FHIR date, dateTime or instant with a day (a bare year could be a code).
 DATE = re.compile(r"^(\d{4})(-\d{2}-\d{2}.*)$", re.DOTALL)
 # Types the portal never asks for (see portal.smart.scopes): the sync does not store them.
 ASKED = set(scopes.resource_types())
