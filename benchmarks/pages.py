@@ -18,7 +18,8 @@ but the shared ones (the patient, clinicians, clinics, places) with a new id, ev
 inside it re-pointed to the copy's ids (its visits still link their results) and its dates moved
 back by whole years (the span of the record per copy), so the record reads as a longer history.
 The pages timed include the last page of visits and of lab tests, worked out from the data.
-Fewer runs are made for a larger patient; `--runs` sets them (built pages get a quarter).
+Fewer built runs are made for a larger patient (at least 5); `--runs` sets the runs per
+page (built pages get a quarter of them, at least 3).
 
 Usage: .venv/bin/python benchmarks/pages.py [--resources 20000] [--runs 10]
 """
@@ -319,9 +320,12 @@ def main() -> None:
     parser.add_argument("--resources", type=int, default=TARGET, help="patient size")
     parser.add_argument("--runs", type=int, default=None, help="runs per prepared page")
     args = parser.parse_args()
-    # A larger patient takes longer per built page: fewer runs keep the whole run short.
-    runs = args.runs or max(10, RUNS * TARGET // max(args.resources, TARGET))
-    built_runs = BUILT_RUNS if args.runs is None and runs == RUNS else max(3, runs // 4)
+    runs = args.runs or RUNS
+    # A larger patient takes longer per built page: fewer of them keep the whole run short.
+    if args.runs:
+        built_runs = max(3, args.runs // 4)
+    else:
+        built_runs = max(5, BUILT_RUNS * TARGET // max(args.resources, TARGET))
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["PORTAL_INSTANCE_PATH"] = tmp
         url = f"sqlite:///{tmp}/bench.db"
