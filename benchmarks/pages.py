@@ -1,27 +1,42 @@
-"""How fast the records pages render for a ~5,000-resource patient, next to a hello-world route.
+"""How fast the records pages render for a large patient (~5,000 resources), next to hello-world.
 
 Builds one large patient by merging the shared Synthea bundles (every patient reference re-pointed
 to one patient), stores it as FhirRecord rows in a temporary SQLite database, and times each
-records page through the Flask test client. Prints median and p95 per page and, last, the worst
-page's ratios to hello-world: `median_vs_hello=<x> p95_vs_hello=<y>`.
+records page through the Flask test client. Prints median, p95 and size (KB) per page, the
+slowest built pages and, last, the worst page's ratios to hello-world:
+`median_vs_hello=<x> p95_vs_hello=<y> built_vs_hello=<z>` (prepared median, prepared p95, built
+median).
 
 Pages are prepared once per version of the record (portal.phr.snapshots; the sync prepares the
 landing pages when it ends), so a visit is served from the prepared page. The "built" column is
 the other case, the first visit after the record changed (the version is bumped before each
 of those runs): the page is worked out from the stored FHIR resources and rendered.
 
-Usage: .venv/bin/python benchmarks/pages.py
+`--resources N` (default 5000) sizes the patient: bundles are merged until there are N
+resources; when all of them give fewer, the patient is multiplied. Each copy has every resource
+but the shared ones (the patient, clinicians, clinics, places) with a new id, every reference
+inside it re-pointed to the copy's ids (its visits still link their results) and its dates moved
+back by whole years (the span of the record per copy), so the record reads as a longer history.
+The pages timed include the last page of visits and of lab tests, worked out from the data.
+Fewer built runs are made for a larger patient (at least 5); `--runs` sets the runs per
+page (built pages get a quarter of them, at least 3).
+
+Usage: .venv/bin/python benchmarks/pages.py [--resources 20000] [--runs 10]
 """
 
 from __future__ import annotations
 
+import argparse
+import calendar
 import gzip
 import json
 import os
+import re
 import statistics
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,6 +53,12 @@ TARGET = 5000
 RUNS = 40
 BUILT_RUNS = 10
 WARMUP = 5
+# Kept once when the patient is multiplied: a longer history has the same person and clinics.
+SHARED = frozenset({"Patient", "Practitioner", "PractitionerRole", "Organization", "Location"})
+# A bundle's reference to one of its entries (by fullUrl), quoted.
+URN = re.compile(r'"(urn:uuid:[^"]*)"')
+# A FHIR date, dateTime or instant with a day (a bare year could be a code).
+DATE = re.compile(r"^(\d{4})(-\d{2}-\d{2}.*)$", re.DOTALL)
 # Types the portal never asks for (see portal.smart.scopes): the sync does not store them.
 ASKED = set(scopes.resource_types())
 PAGES = [
@@ -78,7 +99,7 @@ def read(path: Path) -> str:
     return path.read_text(encoding="utf-8")
 
 
-def merged_patient() -> list[dict[str, Any]]:
+def merged_patient(target: int = TARGET) -> list[dict[str, Any]]:
     """Resources of several bundles as one patient's, references resolved, ids unique."""
     resources: dict[tuple[str, str], dict[str, Any]] = {}
     patient_id: str | None = None
@@ -100,8 +121,8 @@ def merged_patient() -> list[dict[str, Any]]:
             for e in bundle["entry"]
             if e.get("fullUrl", "").startswith("urn:uuid:")
         }
-        for old, new in urns.items():
-            text = text.replace(f'"{old}"', f'"{new}"')
+        # One pass over the text (a replace per urn took seconds per bundle).
+        text = URN.sub(lambda m, urns=urns: f'"{urns.get(m.group(1), m.group(1))}"', text)
         for entry in json.loads(text)["entry"]:
             resource = entry["resource"]
             if resource["resourceType"] not in ASKED:
@@ -109,13 +130,93 @@ def merged_patient() -> list[dict[str, Any]]:
             if resource["resourceType"] == "Patient" and resources:
                 continue
             resources.setdefault((resource["resourceType"], resource["id"]), resource)
-        if len(resources) >= TARGET:
+        if len(resources) >= target:
             break
     return list(resources.values())
 
 
-def load(url: str) -> tuple[int, int]:
-    """(account id, resources stored) of the merged patient in the database at `url`."""
+def rewrite(value: Any, leaf: Callable[[str | None, str], str], key: str | None = None) -> Any:
+    """`value` (FHIR JSON) with every string replaced by `leaf(its key, it)`."""
+    if isinstance(value, dict):
+        return {k: rewrite(v, leaf, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [rewrite(v, leaf, key) for v in value]
+    if isinstance(value, str):
+        return leaf(key, value)
+    return value
+
+
+def earlier(text: str, years: int) -> str:
+    """A FHIR date(Time) `years` earlier (29 February becomes the 28th); other text as it is."""
+    match = DATE.match(text)
+    if match is None:
+        return text
+    year, rest = int(match.group(1)) - years, match.group(2)
+    if rest.startswith("-02-29") and not calendar.isleap(year):
+        rest = "-02-28" + rest[6:]
+    return f"{year:04d}{rest}"
+
+
+def multiplied(base: list[dict[str, Any]], target: int) -> list[dict[str, Any]]:
+    """`base` and copies of it up to `target` resources: new ids, references inside a copy
+    re-pointed to the copy's ids, dates moved back by the record's span in whole years per copy."""
+    copied = [r for r in base if r["resourceType"] not in SHARED]
+    if len(base) >= target or not copied:
+        return base
+    years: list[int] = []
+
+    def year_of(_key: str | None, text: str) -> str:
+        if match := DATE.match(text):
+            years.append(int(match.group(1)))
+        return text
+
+    for resource in copied:
+        rewrite(resource, year_of)
+    copies = -(-(target - len(base)) // len(copied))
+    span = max(years) - min(years) + 1 if years else 1
+    # Never before year 1 (datetime's first): a very long history gets shorter steps.
+    step = max(1, min(span, (min(years, default=2000) - 1) // copies))
+    out = list(base)
+    for number in range(1, copies + 1):
+        ids = {
+            (r["resourceType"], r["id"]): str(
+                uuid.uuid5(uuid.NAMESPACE_URL, f"bench/{number}/{r['resourceType']}/{r['id']}")
+            )
+            for r in copied
+        }
+        by_id = {old: new for (_type, old), new in ids.items()}
+        out += [copy_of(r, ids, by_id, step * number) for r in copied[: target - len(out)]]
+    return out
+
+
+def copy_of(
+    resource: dict[str, Any],
+    ids: dict[tuple[str, str], str],
+    by_id: dict[str, str],
+    years: int,
+) -> Any:
+    """`resource` with the new ids (its own, its references' by `ids`, identifiers made of an
+    id by `by_id`) and its dates `years` earlier."""
+
+    def leaf(key: str | None, text: str) -> str:
+        if key == "reference":
+            parts = text.split("/")
+            new = ids.get((parts[0], parts[1])) if len(parts) >= 2 else None
+            return "/".join([parts[0], new, *parts[2:]]) if new else text
+        if key in ("id", "value") and text in by_id:
+            return by_id[text]
+        return earlier(text, years)
+
+    return rewrite(resource, leaf)
+
+
+def patient(target: int) -> list[dict[str, Any]]:
+    """The benchmark patient: merged bundles, multiplied when they give fewer than `target`."""
+    return multiplied(merged_patient(target), target)
+
+
+def load(url: str, target: int = TARGET) -> tuple[int, int]:
+    """(account id, resources stored) of the benchmark patient in the database at `url`."""
     from portal.db import make_engine, utcnow
     from portal.migrate import upgrade
     from portal.models import Account, EhrConnection, EhrServer, FhirRecord
@@ -123,7 +224,7 @@ def load(url: str) -> tuple[int, int]:
 
     engine = make_engine(url)
     upgrade(engine)
-    resources = merged_patient()
+    resources = patient(target)
     now = utcnow()
     with engine.begin() as conn:
         ehr = conn.execute(
@@ -172,6 +273,28 @@ def load(url: str) -> tuple[int, int]:
     return int(account), len(resources)
 
 
+def last_pages(url: str, account_id: int) -> list[str]:
+    """The last page of visits and of lab tests of the patient, as the domain pages them."""
+    from sqlalchemy.orm import Session
+
+    from portal.db import make_engine
+    from portal.phr import labs, visits
+    from portal.phr.access import open_record
+    from portal.phr.records import Records
+
+    engine = make_engine(url)
+    with Session(engine) as session:
+        records = Records(session, open_record(session, account_id))
+        last = {"visits": visits.visits(records).pages, "labs": labs.overview(records).tests.pages}
+    engine.dispose()
+    return [f"/records/{name}?page={number}" for name, number in last.items() if number > 1]
+
+
+def page_list(last: list[str]) -> list[str]:
+    """PAGES and the last pages, each once, in that order."""
+    return list(dict.fromkeys([*PAGES, *last]))
+
+
 def timings(
     call: Callable[[], Any], runs: int = RUNS, before: Callable[[], Any] | None = None
 ) -> list[float]:
@@ -193,10 +316,21 @@ def p95(values: list[float]) -> float:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    parser.add_argument("--resources", type=int, default=TARGET, help="patient size")
+    parser.add_argument("--runs", type=int, default=None, help="runs per prepared page")
+    args = parser.parse_args()
+    runs = args.runs or RUNS
+    # A larger patient takes longer per built page: fewer of them keep the whole run short.
+    if args.runs:
+        built_runs = max(3, args.runs // 4)
+    else:
+        built_runs = max(5, BUILT_RUNS * TARGET // max(args.resources, TARGET))
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["PORTAL_INSTANCE_PATH"] = tmp
         url = f"sqlite:///{tmp}/bench.db"
-        account_id, stored = load(url)
+        account_id, stored = load(url, args.resources)
+        pages = page_list(last_pages(url, account_id))
 
         from portal.app import create_app
         from portal.models import EhrConnection
@@ -234,9 +368,11 @@ def main() -> None:
                     sa.update(EhrConnection).values(data_version=EhrConnection.data_version + 1)
                 )
 
-        hello_times = timings(get("/hello"), RUNS * 5)
+        hello_times = timings(get("/hello"), runs * 5)
         hello_median, hello_p95 = statistics.median(hello_times), p95(hello_times)
-        print(f"patient: {stored} resources stored (SQLite), {RUNS} runs per page")
+        print(
+            f"patient: {stored} resources stored (SQLite), {runs} runs per page, {built_runs} built"
+        )
         print(
             f"{'page':34} {'median ms':>10} {'p95 ms':>8} {'x hello':>8} {'KB':>6}"
             f" {'built ms':>9} {'x hello':>8}"
@@ -244,22 +380,29 @@ def main() -> None:
         hello_row = f"{hello_median * 1e3:10.2f} {hello_p95 * 1e3:8.2f} {1:8.1f}"
         print(f"{'/hello (hello-world)':34} {hello_row}")
         worst_median = worst_p95 = worst_built = 0.0
-        for path in PAGES:
+        built_pages: list[tuple[float, str, float]] = []
+        for path in pages:
             size = len(get(path)().data) / 1024
-            times = timings(get(path))
-            built = statistics.median(timings(get(path), BUILT_RUNS, before=record_changed))
+            times = timings(get(path), runs)
+            built = statistics.median(timings(get(path), built_runs, before=record_changed))
             median, high = statistics.median(times), p95(times)
             worst_median = max(worst_median, median / hello_median)
             worst_p95 = max(worst_p95, high / hello_p95)
             worst_built = max(worst_built, built / hello_median)
+            built_pages.append((built, path, size))
             print(
                 f"{path:34} {median * 1e3:10.2f} {high * 1e3:8.2f} "
                 f"{median / hello_median:8.1f} {size:6.0f}"
                 f" {built * 1e3:9.2f} {built / hello_median:8.1f}"
             )
         engine.dispose()
-        print(f"first visit after a change (built): worst median_vs_hello={worst_built:.1f}")
-        print(f"median_vs_hello={worst_median:.1f} p95_vs_hello={worst_p95:.1f}")
+        print("slowest built (first visit after a change):")
+        for built, path, size in sorted(built_pages, reverse=True)[:5]:
+            print(f"  {path:32} {built * 1e3:9.2f} ms {size:6.0f} KB")
+        print(
+            f"median_vs_hello={worst_median:.1f} p95_vs_hello={worst_p95:.1f}"
+            f" built_vs_hello={worst_built:.1f}"
+        )
 
 
 if __name__ == "__main__":
