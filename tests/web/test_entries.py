@@ -23,16 +23,6 @@ def sign_in(client: FlaskClient, account_id: int) -> None:
         begin(s, account_id)
 
 
-@pytest.fixture
-def me(app: Flask, client: FlaskClient) -> int:
-    with app.app_context():
-        account = f.make_account(db.session, "Ana Lima")
-        db.session.commit()
-        account_id = account.id
-    sign_in(client, account_id)
-    return account_id
-
-
 def stored(app: Flask) -> int:
     with app.app_context():
         return int(db.session.scalar(sa.select(sa.func.count()).select_from(FhirRecord)) or 0)

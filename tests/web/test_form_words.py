@@ -20,13 +20,10 @@ from wtforms import (
     SelectField,
 )
 
-from portal.extensions import db
 from portal.phr.entries.catalog import MEASURES
 from portal.web import accounts, entry_forms, session_pages  # noqa: F401  (their forms)
 from portal.web.form_words import WORDS
 from portal.web.forms import PortalForm
-from tests.phr import factories as f
-from tests.sessions import begin
 
 CATALOG = Path(wtforms.__file__).parent / "locale" / "wtforms.pot"
 
@@ -118,17 +115,6 @@ def test_no_form_says_the_librarys_words(
 
 
 # ---- what patients are told --------------------------------------------------------------
-
-
-@pytest.fixture
-def me(app: Flask, client: FlaskClient) -> int:
-    with app.app_context():
-        account = f.make_account(db.session, "Ana Lima")
-        db.session.commit()
-        account_id = account.id
-    with client.session_transaction() as s:
-        begin(s, account_id)
-    return account_id
 
 
 def field_errors(html: str) -> dict[str, str]:

@@ -183,17 +183,6 @@ def test_decimals_are_shown_as_the_clinic_sent_them(client: FlaskClient, record:
 # ---- the patient's own entries -----------------------------------------------------------------
 
 
-@pytest.fixture
-def me(app: Flask, client: FlaskClient) -> int:
-    with app.app_context():
-        account = f.make_account(db.session, "Ana Lima")
-        db.session.commit()
-        account_id = account.id
-    with client.session_transaction() as s:
-        begin(s, account_id)
-    return account_id
-
-
 def _entry_id(page: str) -> int:
     return int(page.split('class="mine-link" href="/entries/')[1].split('"')[0])
 
