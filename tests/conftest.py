@@ -95,7 +95,11 @@ def app(database_url: str) -> Iterator[Flask]:
     forget_policy()  # the CSP names registered EHRs; each test has its own registry
     app = create_app(app_config(database_url))
     yield app
-    # Each test starts from empty tables.
+    close_emptied(app)  # each test starts from empty tables
+
+
+def close_emptied(app: Flask) -> None:
+    """Empty every table of the test database and close the app's connections."""
     with db.engine(app).begin() as conn:
         for table in reversed(Base.metadata.sorted_tables):
             conn.execute(table.delete())

@@ -22,7 +22,6 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from portal.app import create_app
-from portal.db import Base
 from portal.extensions import db
 from portal.phr import labs, vitals
 from portal.phr.classify import classify
@@ -31,7 +30,7 @@ from portal.phr.records import tidy_person
 from portal.phr.words import concept_text, date_text, lab_name, person_name, tidy, value_text
 from portal.sync.plan import REFERENCED_TYPES, plan
 from portal.web.framing import forget_policy
-from tests.conftest import app_config
+from tests.conftest import app_config, close_emptied
 from tests.phr import factories as f
 from tests.sessions import begin
 
@@ -248,10 +247,7 @@ def shared_app(database_url: str) -> Iterator[Flask]:
     forget_policy()
     app = create_app(app_config(database_url))
     yield app
-    with db.engine(app).begin() as conn:
-        for table in reversed(Base.metadata.sorted_tables):
-            conn.execute(table.delete())
-    db.engine(app).dispose()
+    close_emptied(app)
 
 
 @pytest.fixture
