@@ -461,7 +461,12 @@ def test_records_that_cannot_be_stored_fail_the_run(
     monkeypatch.setattr(engine._Runner, "_conclude", conclude)
     if when == "with the end":  # nothing written by the clock: all of it with the end
         sync = SyncSettings(
-            smart=sync.smart, page_size=50, store_seconds=30, section_seconds=30, store_rows=10**6
+            smart=sync.smart,
+            page_size=50,
+            store_seconds=30,
+            section_seconds=30,
+            heartbeat_seconds=30,  # the heartbeat writes too: none within the run
+            store_rows=10**6,
         )
     done = sync_once(factory, conn, sync)
     assert failed_after_the_end == [when == "with the end"]
@@ -486,7 +491,12 @@ def test_a_worker_that_lost_its_run_stores_nothing_at_the_end(
 
     monkeypatch.setattr(engine._Runner, "_conclude", conclude)
     slow = SyncSettings(
-        smart=sync.smart, page_size=50, store_seconds=30, section_seconds=30, store_rows=10**6
+        smart=sync.smart,
+        page_size=50,
+        store_seconds=30,
+        section_seconds=30,
+        heartbeat_seconds=30,  # the heartbeat writes too: none within the run
+        store_rows=10**6,
     )
     done = sync_once(factory, conn, slow)
     assert done.status == "running" and done.lease_owner == "other-worker"
