@@ -253,6 +253,38 @@ class QuarantinedResource(Base):
     fetched_at: Mapped[datetime]
 
 
+class FactList(Base):
+    """One section of a record folded into facts (see portal.phr.facts), for one version of
+    everything the folding depends on; its facts are `FactItem` rows, in order."""
+
+    __tablename__ = "fact_list"
+    __table_args__ = (sa.UniqueConstraint("account_id", "name", "digest"),)
+
+    id: Mapped[intpk]
+    account_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("account.id", ondelete="CASCADE"), index=True
+    )  # whose record
+    name: Mapped[str] = mapped_column(sa.String(40))  # the folding (`Spec.name`)
+    digest: Mapped[str] = mapped_column(sa.String(64))
+    total: Mapped[int]
+    created_at: Mapped[created_at]
+
+
+class FactItem(Base):
+    """One fact of a `FactList`: the ids of the records stating it (the shown one first),
+    the records kept apart from it, and what its page lists it by."""
+
+    __tablename__ = "fact_item"
+
+    list_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("fact_list.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    records: Mapped[list[int]] = mapped_column(JSONType)
+    apart: Mapped[list[int] | None] = mapped_column(JSONType)
+    data: Mapped[Any | None] = mapped_column(JSONType)
+
+
 class PageSnapshot(Base):
     """A records page part already rendered for one viewer of one record (see portal.phr.snapshots).
 

@@ -119,6 +119,7 @@ def documents(records: Records, page: int = 1, size: int = DOCUMENTS_PER_PAGE) -
         page,
         size,
         lambda facts: _documents(records, facts),
+        stored="documents",
         where=[LISTED],
         same=merge.same_moment,
     )

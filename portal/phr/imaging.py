@@ -37,6 +37,7 @@ def studies(records: Records, page: int = 1, size: int = 25) -> Page[Study]:
         page,
         size,
         lambda facts: _studies(records, facts),
+        stored="imaging",
         elements=ELEMENTS,
         same=merge.same_moment,
     )

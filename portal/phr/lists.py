@@ -11,19 +11,23 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 from portal.models import FhirRecord
+from portal.phr.facts import Entry
+from portal.phr.facts import folded as stored_facts
 from portal.phr.merge import (
     KEY_ELEMENTS,
     Fact,
     code_key,
+    entries,
     every,
     fold,
     listing,
     marked,
-    reread,
+    read,
     same_day,
     same_kind,
     same_moment,
     same_period,
+    section_facts,
 )
 from portal.phr.names import (
     category_text,
@@ -402,6 +406,7 @@ def immunizations(records: Records, page: int = 1, size: int = 50) -> Page[Immun
         page,
         size,
         lambda facts: immunization_facts(records, facts),
+        stored="immunizations",
         elements=IMMUNIZATION_ELEMENTS,
         same=same_day,
     )
@@ -410,15 +415,19 @@ def immunizations(records: Records, page: int = 1, size: int = 50) -> Page[Immun
 def latest_immunizations(records: Records, limit: int) -> tuple[list[Immunization], int]:
     """The latest dose of each vaccine given (newest first), and how many immunizations the
     immunizations page lists (each dose once)."""
-    facts = fold(records, records.rows(["immunizations"], elements=KEY_ELEMENTS), same=same_day)
-    latest: dict[str, Fact] = {}
-    for fact in facts:
-        if any(r.status != "not-done" for r in fact.rows):
-            latest.setdefault(code_key(fact.row, None) or f"row|{fact.row.id}", fact)
-    chosen = reread(
-        records, ["immunizations"], list(latest.values())[:limit], IMMUNIZATION_ELEMENTS
-    )
-    return immunization_facts(records, chosen), len(facts)
+
+    def compute() -> list[Entry]:
+        rows = records.rows(["immunizations"], elements=KEY_ELEMENTS)
+        latest: dict[str, Fact] = {}
+        for fact in fold(records, rows, same=same_day):
+            if any(r.status != "not-done" for r in fact.rows):
+                latest.setdefault(code_key(fact.row, None) or f"row|{fact.row.id}", fact)
+        return entries(latest.values())
+
+    listed = section_facts(records, "immunizations", ["immunizations"], same=same_day)  # its page's
+    latest = stored_facts(records, "immunizations-latest", compute, ("immunizations",))
+    chosen = read(records, ["immunizations"], latest.slice(0, limit), IMMUNIZATION_ELEMENTS)
+    return immunization_facts(records, chosen), listed.total
 
 
 def immunization_items(records: Records, rows: list[Row]) -> list[Immunization]:
@@ -510,6 +519,7 @@ def procedures(records: Records, page: int, size: int = 25) -> Page[Procedure]:
         page,
         size,
         lambda facts: procedure_items(records, facts),
+        stored="procedures",
         same=same_moment,
     )
 
@@ -575,6 +585,7 @@ def care_plans(records: Records, show: str = "all") -> list[CarePlan]:
         records,
         ["careplans"],
         lambda facts: _care_plans(records, facts),
+        stored=f"careplans-{show}",
         where=where,
         elements=("title", "category", "activity", "period", "addresses", "description"),
         keys=("identifier", "title", "category", "period"),
@@ -633,6 +644,7 @@ def goals(records: Records) -> list[Goal]:
         records,
         ["goals"],
         lambda facts: _goals(records, facts),
+        stored="goals",
         keys=("identifier", "description", "startDate"),
         name=lambda row: concept_text(row.raw.get("description")),
         same=lambda row: row.raw.get("startDate") or "",
@@ -722,6 +734,7 @@ def care_teams(records: Records) -> list[CareTeam]:
         records,
         ["careteam"],
         lambda facts: _care_teams(records, facts),
+        stored="careteams",
         keys=("identifier", "name", "category", "period"),
         name=lambda row: row.raw.get("name") or concept_text(row.raw.get("category")),
         same=same_period,
@@ -766,6 +779,7 @@ def contacts(records: Records) -> list[Contact]:
         records,
         ["directory"],
         lambda facts: _contacts(records, facts),
+        stored="contacts",
         where=[FhirRecord.resource_type.in_(("Practitioner", "Organization"))],
         keys=("identifier", "name"),
         name=display_name,

@@ -34,7 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from portal.models import FhirRecord, MergeSplit
-from portal.phr import localtime
+from portal.phr import facts, localtime
 from portal.phr.records import Page, Records, Row, splits_of
 
 if TYPE_CHECKING:
@@ -210,26 +210,47 @@ def listing(
     size: int,
     build: Callable[[list[Fact]], list[T]],
     *,
+    stored: str,
     where: Iterable[sa.ColumnElement[bool]] = (),
     elements: Sequence[str] | None = None,
+    **fold_options: Any,
+) -> Page[T]:
+    """One page of a section's facts (newest first), its items made by `build`, and how many
+    facts there are: the count and the items come from one folded list (stored as `stored`,
+    see `portal.phr.facts`), and only the page's records are read, with `elements` (None:
+    whole). `fold_options`: those of `section_facts`."""
+    where = list(where)
+    found = section_facts(records, stored, categories, where=where, **fold_options)
+    pages = max(1, math.ceil(found.total / size))
+    number = min(max(1, number), pages)
+    chosen = found.slice((number - 1) * size, number * size)
+    return Page(build(read(records, categories, chosen, elements)), number, size, found.total)
+
+
+def section_facts(
+    records: Records,
+    stored: str,
+    categories: Sequence[str],
+    *,
+    where: Sequence[sa.ColumnElement[bool]] = (),
     keys: Sequence[str] = KEY_ELEMENTS,
     name: Callable[[Row], str | None] = lambda row: None,
     same: Callable[[Row], Hashable | None] | None = None,
     by_name: bool = False,
-) -> Page[T]:
-    """One page of a section's facts (newest first), its items made by `build`, and how many
-    facts there are: the count and the items come from one folded list.
+) -> facts.Folded:
+    """A section's facts as a stored list named `stored` (folded reading only `keys` and the
+    columns of every row, when the list is not stored yet)."""
 
-    Every row is folded reading only `keys` (and the columns); the rows of the page's facts are
-    then read with `elements` (None: whole).
-    """
-    where = list(where)
-    rows = records.rows(categories, where=where, elements=keys)
-    facts = fold(records, rows, name=name, same=same, by_name=by_name)
-    pages = max(1, math.ceil(len(facts) / size))
-    number = min(max(1, number), pages)
-    chosen = facts[(number - 1) * size : number * size]
-    return Page(build(reread(records, categories, chosen, elements)), number, size, len(facts))
+    def compute() -> list[facts.Entry]:
+        rows = records.rows(categories, where=where, elements=keys)
+        return entries(fold(records, rows, name=name, same=same, by_name=by_name))
+
+    return facts.folded(records, stored, compute, (*categories, *where))
+
+
+def entries(found: Iterable[Fact], data: Callable[[Fact], Any] | None = None) -> list[facts.Entry]:
+    """Facts as stored entries (with what `data` says of each)."""
+    return [facts.Entry(f.ids, f.apart, data(f) if data else None) for f in found]
 
 
 def every(
@@ -242,21 +263,31 @@ def every(
     return listing(records, categories, 1, 1_000_000, build, **options).items
 
 
-def reread(
-    records: Records, categories: Sequence[str], facts: list[Fact], elements: Sequence[str] | None
+def read(
+    records: Records,
+    categories: Sequence[str],
+    chosen: Sequence[facts.Entry],
+    elements: Sequence[str] | None,
 ) -> list[Fact]:
-    """`facts` with their rows read again with `elements` (None: whole resources)."""
-    ids = [r.id for f in facts for r in f.rows]
+    """Stored facts with their rows read (with `elements`; None: whole resources)."""
+    ids = [i for e in chosen for i in e.ids]
     if not ids:
         return []
     found = {
         r.id: r for r in records.rows(categories, where=[FhirRecord.id.in_(ids)], elements=elements)
     }
     return [
-        Fact(tuple(found[r.id] for r in f.rows if r.id in found), f.apart)
-        for f in facts
-        if f.row.id in found
+        Fact(tuple(found[i] for i in e.ids if i in found), e.apart)
+        for e in chosen
+        if e.ids and e.ids[0] in found
     ]
+
+
+def reread(
+    records: Records, categories: Sequence[str], chosen: list[Fact], elements: Sequence[str] | None
+) -> list[Fact]:
+    """`chosen` with their rows read again with `elements` (None: whole resources)."""
+    return read(records, categories, entries(chosen), elements)
 
 
 def same_moment(row: Row) -> Hashable | None:

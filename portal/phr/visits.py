@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from portal.models import FhirRecord
 from portal.phr import ranges
 from portal.phr.labs import flag_of
-from portal.phr.merge import KEY_ELEMENTS, Fact, fold, listing, marked, same_moment
+from portal.phr.merge import Fact, listing, marked, same_moment, section_facts
 from portal.phr.names import category_text, medicine_name
 from portal.phr.records import Page, Records, Row, ref_key
 from portal.phr.vitals import BP_PANELS, blood_pressure_texts, shown_text
@@ -124,7 +124,13 @@ def visits(records: Records, page: int = 1, size: int = VISITS_PER_PAGE) -> Page
     """One page of visits, newest first, with the records that point at each; one visit
     reported by several sources (same type, same moment) once, and counted once."""
     return listing(
-        records, ["visits"], page, size, lambda facts: _visits(records, facts), same=same_moment
+        records,
+        ["visits"],
+        page,
+        size,
+        lambda facts: _visits(records, facts),
+        stored="visits",
+        same=same_moment,
     )
 
 
@@ -154,8 +160,8 @@ def _visits(records: Records, facts: list[Fact]) -> list[Visit]:
 
 def page_of(records: Records, visit: Row, size: int = VISITS_PER_PAGE) -> int:
     """The page of `visits` that shows this visit (its fact's place, newest first)."""
-    facts = fold(records, records.rows(["visits"], elements=KEY_ELEMENTS), same=same_moment)
-    place = next((i for i, f in enumerate(facts) if visit.id in f.ids), 0)
+    found = section_facts(records, "visits", ["visits"], same=same_moment)  # as `visits` lists them
+    place = next((i for i, e in enumerate(found.all()) if visit.id in e.ids), 0)
     return place // size + 1
 
 

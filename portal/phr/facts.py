@@ -1,0 +1,182 @@
+"""A record's sections folded into facts once, then read by pages as a query.
+
+Folding a section (portal.phr.merge) is a pass over every one of its rows: for a record of
+20,000 resources it was most of a page's time, and a page shows only 25 facts. So the folded
+list (each fact as the ids of its records, the shown one first, those kept apart, and a few
+values its page lists or filters it by) is stored, one `FactItem` per fact in order, under a
+digest of everything the folding depends on: whose record and which connections at which data
+version (any stored change bumps it), what the viewer may see, the patient's time zone (a
+vaccine's day), the records the patient split apart, the code that folds, and the caller's
+parameters. A page then reads its slice by position (an index range, never OFFSET) and only
+its facts' records.
+
+When a sync ends, the landing pages it prepares fold every section and store the lists; a
+change made otherwise (an own entry, a split) is folded by the first page that needs it. Any
+change gives a new digest: nothing is invalidated in place; a name keeps its few latest lists.
+
+Callers check access first (`portal.phr.access`); the lists are health data like the records
+(ids only, plus what a page lists by) and are found only through a view of the record.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from portal.db import upsert_insert, utcnow
+from portal.models import FactItem, FactList
+from portal.phr import preferences
+from portal.phr.records import Records
+
+KEEP = 4  # lists kept per record and name: a few viewers (time zones, shared parts) at once
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One fact of a stored list."""
+
+    ids: tuple[int, ...]  # the records stating it, the shown one first
+    apart: tuple[int, ...] = ()  # records the patient said are not this fact (to join again)
+    data: Any = None  # JSON: what the page lists or filters the fact by
+
+
+@dataclass(frozen=True)
+class Folded:
+    """A stored list: how many facts, and their slices by position."""
+
+    session: Session
+    list_id: int | None
+    total: int
+    computed: tuple[Entry, ...] | None  # when this request worked it out
+
+    def slice(self, start: int, stop: int) -> list[Entry]:
+        start, stop = max(0, start), min(stop, self.total)
+        if stop <= start:
+            return []
+        if self.computed is not None:
+            return list(self.computed[start:stop])
+        rows = self.session.connection().execute(
+            sa.select(FactItem.records, FactItem.apart, FactItem.data)
+            .where(
+                FactItem.list_id == self.list_id,
+                FactItem.position >= start,
+                FactItem.position < stop,
+            )
+            .order_by(FactItem.position)
+        )
+        return [Entry(tuple(ids), tuple(apart or ()), data) for ids, apart, data in rows]
+
+    def all(self) -> list[Entry]:
+        return self.slice(0, self.total)
+
+
+def folded(
+    records: Records,
+    name: str,
+    compute: Callable[[], Sequence[Entry]],
+    params: Sequence[object] = (),
+) -> Folded:
+    """The stored list `name` of this record (worked out by `compute` and stored when there is
+    none for the current digest). `params`: what else the list depends on (filters)."""
+    session = records.session
+    digest = _digest(records, name, params)
+    account_id = records.view.owner.id
+    found = session.execute(
+        sa.select(FactList.id, FactList.total).where(
+            FactList.account_id == account_id, FactList.name == name, FactList.digest == digest
+        )
+    ).first()
+    if found is not None:
+        return Folded(session, found.id, found.total, None)
+    entries = tuple(compute())
+    _store(session, account_id, name, digest, entries)
+    return Folded(session, None, len(entries), entries)
+
+
+def _store(
+    session: Session, account_id: int, name: str, digest: str, entries: Sequence[Entry]
+) -> None:
+    """Keep a worked-out list (in the caller's transaction), and drop this name's older lists
+    beyond the latest few. Two requests storing the same list at once keep the first."""
+    older = session.scalars(
+        sa.select(FactList.id)
+        .where(FactList.account_id == account_id, FactList.name == name)
+        .order_by(FactList.id.desc())
+        .offset(KEEP - 1)
+    ).all()
+    if older:
+        session.execute(sa.delete(FactItem).where(FactItem.list_id.in_(older)))
+        session.execute(sa.delete(FactList).where(FactList.id.in_(older)))
+    header = session.execute(
+        upsert_insert(session.get_bind().dialect.name, FactList.__table__)
+        .values(
+            account_id=account_id, name=name, digest=digest, total=len(entries), created_at=utcnow()
+        )
+        .on_conflict_do_nothing(index_elements=["account_id", "name", "digest"])
+        .returning(FactList.id)
+    ).scalar()
+    if header is None:  # a concurrent twin stored it first: its list is the same
+        return
+    if entries:
+        session.execute(
+            sa.insert(FactItem),
+            [
+                {
+                    "list_id": header,
+                    "position": i,
+                    "records": list(e.ids),
+                    "apart": list(e.apart) or None,
+                    "data": e.data,
+                }
+                for i, e in enumerate(entries)
+            ],
+        )
+
+
+def _digest(records: Records, name: str, params: Sequence[object]) -> str:
+    from portal.phr import snapshots  # it keys pages by the same record version
+
+    view = records.view
+    sections = "*" if view.sections is None else ",".join(sorted(view.sections))
+    splits = sorted(tuple(sorted(pair)) for pair in records.splits)
+    parts = [
+        _code(),
+        name,
+        snapshots.version(view),
+        sections,
+        preferences.current().zone,
+        repr(splits),
+        *map(_param, params),
+    ]
+    return hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()
+
+
+def _param(value: object) -> str:
+    """A parameter as text; a SQL condition with its values written in (never user text: the
+    callers' filters are constants and validated choices)."""
+    if isinstance(value, sa.ClauseElement):
+        return str(value.compile(compile_kwargs={"literal_binds": True}))
+    return repr(value)
+
+
+@functools.cache
+def _code() -> str:
+    """The folding code itself: a deploy that changes a rule folds again."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("**/*.py")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def forget(session: Session, account_id: int) -> None:
+    """Drop every stored list of a record (e.g. when its owner deletes data)."""
+    lists = sa.select(FactList.id).where(FactList.account_id == account_id)
+    session.execute(sa.delete(FactItem).where(FactItem.list_id.in_(lists)))
+    session.execute(sa.delete(FactList).where(FactList.account_id == account_id))
