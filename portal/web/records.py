@@ -198,18 +198,23 @@ def _templates_folder() -> str:
 
 def prepare_pages(app: Flask, run_id: int) -> int:
     """Render the landing pages of the record a sync run has just updated, for its owner,
-    through the views themselves (so access checks and keys are the ones a visit uses).
+    through the views themselves (so access checks and keys are the ones a visit uses);
+    building them folds each section into its stored facts (portal.phr.facts).
 
     Runs in the sync thread; returns how many pages were prepared."""
-    with app.test_request_context("/"):
+    with app.app_context():
         account_id = db.session.scalar(
             sa.select(EhrConnection.account_id)
             .join(SyncRun, SyncRun.connection_id == EhrConnection.id)
             .where(SyncRun.id == run_id)
         )
+    return 0 if account_id is None else prepare_record(app, account_id)
+
+
+def prepare_record(app: Flask, account_id: int) -> int:
+    """Render the landing pages of this person's record for them (see `prepare_pages`)."""
+    with app.test_request_context("/"):
         paths = [url_for(endpoint) for endpoint in LANDING]
-    if account_id is None:
-        return 0
     prepared = 0
     for path in paths:  # one request context each, as separate visits would have
         with app.test_request_context(path):
