@@ -173,10 +173,3 @@ def _code() -> str:
     for path in sorted(Path(__file__).parent.glob("**/*.py")):
         digest.update(path.name.encode() + path.read_bytes())
     return digest.hexdigest()
-
-
-def forget(session: Session, account_id: int) -> None:
-    """Drop every stored list of a record (e.g. when its owner deletes data)."""
-    lists = sa.select(FactList.id).where(FactList.account_id == account_id)
-    session.execute(sa.delete(FactItem).where(FactItem.list_id.in_(lists)))
-    session.execute(sa.delete(FactList).where(FactList.account_id == account_id))
