@@ -8,11 +8,13 @@ clinics file under `survey` (Synthea files smoking status there): where a patien
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 import sqlalchemy as sa
 
 from portal.models import FhirRecord
+from portal.phr import facts
 from portal.phr.records import Records, Row
 from portal.phr.words import concept_text, date_text, lab_name, value_text
 
@@ -93,31 +95,61 @@ class Topic:
     sources: tuple[str, ...] = field(default=())
 
 
-def _is_social() -> sa.ColumnElement[bool]:
-    return SOCIAL
-
-
 SOCIAL = sa.or_(FhirRecord.category == "social", FhirRecord.code.in_(SOCIAL_CODES))
 # Where each page's rows are (portal.phr.availability asks the same of the database).
 SOCIAL_ITEMS = (("social", "surveys"), (SOCIAL,))
 SURVEY_ITEMS = (("surveys",), (sa.not_(SOCIAL),))
 
 
-def social_history(records: Records) -> list[Topic]:
+def social_history(records: Records, limit: int | None = None) -> list[Topic]:
     """Smoking, alcohol, housing, work...: each topic's latest answer first."""
-    rows = records.rows(["social", "surveys"], where=[_is_social()], elements=ELEMENTS)
-    return _topics(records, rows, changes_only=True)
+    return _stored(records, "social-topics", SOCIAL_ITEMS, limit, changes_only=True)
 
 
 def questionnaires(records: Records) -> list[Topic]:
     """Each questionnaire or score, with every time it was answered (newest first)."""
-    rows = records.rows(["surveys"], where=[sa.not_(_is_social())], elements=ELEMENTS)
-    return _topics(records, rows)
+    return _stored(records, "survey-topics", SURVEY_ITEMS, None)
 
 
 def latest_social(records: Records, limit: int = 4) -> list[Topic]:
     """The summary's social history: the newest topics' latest answers."""
-    return social_history(records)[:limit]
+    return social_history(records, limit)
+
+
+def _stored(
+    records: Records,
+    name: str,
+    items: tuple[tuple[str, ...], tuple[sa.ColumnElement[bool], ...]],
+    limit: int | None,
+    *,
+    changes_only: bool = False,
+) -> list[Topic]:
+    """The topics worked out from every answer once (portal.phr.facts: they hold the words
+    shown, in the viewer's units and time zone, which the stored list is keyed by)."""
+    categories, where = items
+
+    def compute() -> list[facts.Entry]:
+        rows = records.rows(categories, where=list(where), elements=ELEMENTS)
+        topics = _topics(records, rows, changes_only=changes_only)
+        return [facts.Entry((t.latest.id,), data=asdict(t)) for t in topics]
+
+    found = facts.folded(records, name, compute, (*categories, *where))
+    chosen = found.all() if limit is None else found.slice(0, limit)
+    return [_topic(e.data) for e in chosen]
+
+
+def _topic(data: dict[str, Any]) -> Topic:
+    def answer(a: dict[str, Any]) -> Answer:
+        return Answer(**(a | {"parts": tuple(tuple(p) for p in a["parts"])}))
+
+    return Topic(
+        key=data["key"],
+        name=data["name"],
+        latest=answer(data["latest"]),
+        earlier=tuple(answer(a) for a in data["earlier"]),
+        count=data["count"],
+        sources=tuple(data["sources"]),
+    )
 
 
 def _topics(records: Records, rows: list[Row], *, changes_only: bool = False) -> list[Topic]:

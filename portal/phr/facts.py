@@ -5,10 +5,10 @@ Folding a section (portal.phr.merge) is a pass over every one of its rows: for a
 list (each fact as the ids of its records, the shown one first, those kept apart, and a few
 values its page lists or filters it by) is stored, one `FactItem` per fact in order, under a
 digest of everything the folding depends on: whose record and which connections at which data
-version (any stored change bumps it), what the viewer may see, the patient's time zone (a
-vaccine's day), the records the patient split apart, the code that folds, and the caller's
-parameters. A page then reads its slice by position (an index range, never OFFSET) and only
-its facts' records.
+version (any stored change bumps it), what the viewer may see, their units and time zone (a
+vaccine's day; the words a list may hold), the records the patient split apart, the code that
+folds, and the caller's parameters. A page then reads its slice by position (an index range,
+never OFFSET) and only its facts' records.
 
 When a sync ends, the landing pages it prepares fold every section and store the lists; a
 change made otherwise (an own entry, a split) is folded by the first page that needs it. Any
@@ -151,7 +151,7 @@ def _digest(records: Records, name: str, params: Sequence[object]) -> str:
         name,
         snapshots.version(view),
         sections,
-        preferences.current().zone,
+        preferences.current().key,  # units and time zone: a stored list may hold words
         repr(splits),
         *map(_param, params),
     ]

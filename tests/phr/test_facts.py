@@ -170,3 +170,34 @@ def test_a_record_marked_in_error_never_shows_from_a_stored_list(
     )  # under a stored list (a sync bumps the version too; even so it never shows)
     again = visits.visits(records_of(session, brant.account), 1, 5)
     assert [v.id for v in again.items] == [v.id for v in shown[1:]]
+
+
+def test_social_history_and_questionnaires_are_worked_out_once(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from portal.phr import answers
+    from tests.web.test_answers import observation, phq9
+
+    vito, connection, _ = f.patient_with(session, "vito_feeney")  # smoking at every visit
+    parts = [{"code": {"text": "Little interest"}, "valueString": "Several days"}]
+    f.add_resources(
+        session,
+        connection,
+        [
+            phq9("2024-03-01", 4),
+            observation("survey", "1-1", "A form", "2024-03-02", component=parts),
+        ],
+    )
+    social = answers.social_history(records_of(session, vito))
+    surveys = answers.questionnaires(records_of(session, vito))
+    assert social and len(surveys) == 2
+
+    def topics(*_args: Any, **_kwargs: Any) -> Any:
+        raise AssertionError("worked out again: the stored topics were not used")
+
+    monkeypatch.setattr(answers, "_topics", topics)
+    records = records_of(session, vito)
+    assert answers.social_history(records) == social
+    assert answers.latest_social(records, 2) == social[:2]
+    assert answers.questionnaires(records) == surveys
+    assert any(t.latest.parts for t in surveys)  # a questionnaire's questions come back too
