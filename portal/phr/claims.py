@@ -8,11 +8,11 @@ unknown, never computed from the others.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from decimal import Decimal
 from typing import Any
 
-from portal.phr import merge
+from portal.phr import facts, merge
 from portal.phr.classify import codes_of
 from portal.phr.records import Page, Records, Row
 from portal.phr.words import concept_text, date_text
@@ -68,34 +68,40 @@ class Insurer:
 
 def bills(records: Records, page: int = 1, size: int = 25) -> Page[Bill]:
     """Bills newest first: each explanation of benefit, and each claim none answers."""
-    facts = _facts(records)
-    total = len(facts)
-    pages = max(1, -(-total // size))
+    found = _facts(records)
+    pages = max(1, -(-found.total // size))
     number = min(max(1, page), pages)
-    chosen = merge.reread(records, ["claims"], facts[(number - 1) * size : number * size], ELEMENTS)
+    chosen = merge.read(
+        records, ["claims"], found.slice((number - 1) * size, number * size), ELEMENTS
+    )
     names = records.names([f.row for f in chosen], "provider")
     items = [merge.marked(records, f, _bill(records, names, f.row)) for f in chosen]
-    return Page(items, number, size, total)
+    return Page(items, number, size, found.total)
 
 
-def _facts(records: Records) -> list[merge.Fact]:
-    """The bills, newest first: each explanation of benefit, and each claim none answers; one
-    bill sent by two clinics (the same kind, moment and total) once."""
-    rows = records.rows(["claims"], elements=KEYS)
-    answered = {
-        (row.connection_id, reference)
-        for row in rows
-        if row.resource_type == "ExplanationOfBenefit"
-        for reference in [_reference(row.raw.get("claim"))]
-        if reference
-    }
-    shown = [
-        row
-        for row in rows
-        if row.resource_type == "ExplanationOfBenefit"
-        or (row.connection_id, row.ref) not in answered
-    ]
-    return merge.fold(records, shown, same=_same_bill)
+def _facts(records: Records) -> facts.Folded:
+    """The bills, newest first (stored, portal.phr.facts): each explanation of benefit, and
+    each claim none answers; one bill sent by two clinics (the same kind, moment and total)
+    once."""
+
+    def compute() -> list[facts.Entry]:
+        rows = records.rows(["claims"], elements=KEYS)
+        answered = {
+            (row.connection_id, reference)
+            for row in rows
+            if row.resource_type == "ExplanationOfBenefit"
+            for reference in [_reference(row.raw.get("claim"))]
+            if reference
+        }
+        shown = [
+            row
+            for row in rows
+            if row.resource_type == "ExplanationOfBenefit"
+            or (row.connection_id, row.ref) not in answered
+        ]
+        return merge.entries(merge.fold(records, shown, same=_same_bill))
+
+    return facts.folded(records, "bills", compute)
 
 
 def _same_bill(row: Row) -> tuple[object, str] | None:
@@ -105,24 +111,28 @@ def _same_bill(row: Row) -> tuple[object, str] | None:
 
 def insurers(records: Records) -> list[Insurer]:
     """Insurers named on the bills, most recent first (for a record without coverage), each
-    with how many of the bills page's bills name it."""
-    found: dict[str, list[Row]] = {}
-    for fact in _facts(records):
-        name = next((n for r in fact.rows if (n := _insurer(r.raw))), None)
-        if name:
-            found.setdefault(name, []).append(fact.row)
-    out = []
-    for name, rows in found.items():
-        dates = [r.effective_at for r in rows if r.effective_at]
-        out.append(
-            Insurer(
+    with how many of the bills page's bills name it (worked out once, portal.phr.facts)."""
+
+    def compute() -> list[facts.Entry]:
+        bills = _facts(records).all()
+        found: dict[str, list[Row]] = {}
+        for fact in merge.read(records, ["claims"], bills, ("insurer", "insurance")):
+            name = next((n for r in fact.rows if (n := _insurer(r.raw))), None)
+            if name:
+                found.setdefault(name, []).append(fact.row)
+        out = []
+        for name, rows in found.items():
+            dates = [r.effective_at for r in rows if r.effective_at]
+            insurer = Insurer(
                 name=name,
                 first=date_text(min(dates)) if dates else None,
                 last=date_text(max(dates)) if dates else None,
                 bills=len(rows),
             )
-        )
-    return out
+            out.append(facts.Entry((rows[0].id,), data=asdict(insurer)))
+        return out
+
+    return [Insurer(**e.data) for e in facts.folded(records, "insurers", compute).all()]
 
 
 def _bill(records: Records, names: dict[tuple[int, str], str], row: Row) -> Bill:
