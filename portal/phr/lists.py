@@ -575,15 +575,25 @@ class Goal:
 
 
 def care_plans(records: Records, show: str = "all") -> list[CarePlan]:
-    """Care plans: `active` (and drafts, on hold), `past`, or `all` (active first)."""
+    """Every care plan: `active` (and drafts, on hold), `past`, or `all` (active first)."""
+    return care_plan_page(records, show, 1, 1_000_000).items
+
+
+def care_plan_page(
+    records: Records, show: str = "all", page: int = 1, size: int = 25
+) -> Page[CarePlan]:
+    """One page of care plans (see `care_plans`); one plan at several sources (same title,
+    same period) once."""
     where: list[sa.ColumnElement[bool]] = []
     if show == "active":
         where.append(FhirRecord.status.in_(ACTIVE_PLAN))
     elif show == "past":
         where.append(sa.or_(FhirRecord.status.is_(None), FhirRecord.status.notin_(ACTIVE_PLAN)))
-    return every(
+    return listing(
         records,
         ["careplans"],
+        page,
+        size,
         lambda facts: _care_plans(records, facts),
         stored=f"careplans-{show}",
         where=where,
@@ -592,6 +602,7 @@ def care_plans(records: Records, show: str = "all") -> list[CarePlan]:
         name=plan_title,
         same=same_period,
         by_name=True,
+        first=lambda fact: fact.row.status in ACTIVE_PLAN,
     )
 
 
@@ -634,7 +645,6 @@ def _care_plans(records: Records, facts: list[Fact]) -> list[CarePlan]:
             source=records.source(row),
         )
         items.append(marked(records, fact, item))
-    items.sort(key=lambda p: not p.active)
     return items
 
 

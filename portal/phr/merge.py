@@ -237,13 +237,18 @@ def section_facts(
     name: Callable[[Row], str | None] = lambda row: None,
     same: Callable[[Row], Hashable | None] | None = None,
     by_name: bool = False,
+    first: Callable[[Fact], bool] | None = None,
 ) -> facts.Folded:
     """A section's facts as a stored list named `stored` (folded reading only `keys` and the
-    columns of every row, when the list is not stored yet)."""
+    columns of every row, when the list is not stored yet); `first`: the facts it holds
+    true of come first (else newest first)."""
 
     def compute() -> list[facts.Entry]:
         rows = records.rows(categories, where=where, elements=keys)
-        return entries(fold(records, rows, name=name, same=same, by_name=by_name))
+        found = fold(records, rows, name=name, same=same, by_name=by_name)
+        if first is not None:
+            found.sort(key=lambda f: not first(f))  # stable: newest first within each
+        return entries(found)
 
     return facts.folded(records, stored, compute, (*categories, *where))
 

@@ -602,18 +602,20 @@ def care_plans() -> Response:
     record = record_or_403()
     records = _records(record, "careplans")
     show = _choice("show", ("active", "past", "all"))
+    number = _int_arg("page")
     return _page(
         records,
         "records/care_plans.html",
         "plans",
         "Care plans and goals",
         lambda: {
-            "plans": lists.care_plans(records, show),
+            "plans": lists.care_plan_page(records, show, number),
             "goals": lists.goals(records),
             "show": show,
             "state": records.section("careplans"),
         },
         show,
+        number,
     )
 
 
