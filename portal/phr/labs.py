@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 
-import sqlalchemy as sa
-
-from portal.models import FhirRecord
-from portal.phr import measures, ranges, units
+from portal.phr import facts, measures, merge, ranges, units
 from portal.phr.about_tests import about
 from portal.phr.charts import Chart, Measurement, line_chart
-from portal.phr.merge import VALUE_ELEMENTS, distinct
+from portal.phr.merge import distinct
 from portal.phr.ranges import FLAGS as FLAGS
 from portal.phr.ranges import NORMAL as NORMAL
 from portal.phr.ranges import Flag as Flag
@@ -58,6 +55,10 @@ RESULTS = ("labs", "observations")
 TESTS_PER_PAGE = 6
 CHART_POINTS = 30  # the overview charts each test's latest results; its own page has them all
 RECENT_IN_CARD = 3
+RESULTS_PER_PAGE = 50  # a test's own page lists its results a page at a time
+HISTORY_CHARTED = 200  # and charts its latest this many
+# What counting a test's results and flags reads of each (the rest when a page shows them).
+FLAG_ELEMENTS = (*merge.VALUE_ELEMENTS, "referenceRange", "interpretation")
 
 
 @dataclass(frozen=True)
@@ -122,9 +123,21 @@ class LabOverview:
 
 @dataclass(frozen=True)
 class _Group:
+    """A test as stored (portal.phr.facts): JSON values only."""
+
     key: str
-    count: int
-    latest: datetime | None
+    count: int  # results, each once
+    latest: str | None  # ISO moment of the latest
+    start: int  # where its results start in the stored results
+    flagged: int  # results outside the usual range
+
+
+@dataclass(frozen=True)
+class TestHistory:
+    """A test's page: the test (its chart, latest, counts) and one page of its results."""
+
+    test: LabTest
+    page: Page[LabResult]
 
 
 def test_key(code: str | None, display: str | None) -> str:
@@ -132,65 +145,109 @@ def test_key(code: str | None, display: str | None) -> str:
     return code if code else f"name:{display or ''}"
 
 
-def _key_filter(key: str) -> sa.ColumnElement[bool]:
-    if key.startswith("name:"):
-        return sa.and_(FhirRecord.code.is_(None), FhirRecord.display == key[5:])
-    return FhirRecord.code == key
-
-
 def overview(records: Records, page: int = 1, size: int = TESTS_PER_PAGE) -> LabOverview:
     """One page of tests (most recently done first), each with its results and trend."""
-    groups = _groups(records)
+    tests, results = _stored(records)
+    groups = [_Group(**e.data) for e in tests.all()]  # one small row per test
     total_results = sum(g.count for g in groups)
     pages = max(1, -(-len(groups) // size))
     page = min(max(1, page), pages)
     chosen = groups[(page - 1) * size : page * size]
-    if not chosen:
-        return LabOverview(Page([], page, size, len(groups)), total_results)
-    codes = [g.key for g in chosen if not g.key.startswith("name:")]
-    names = [g.key[5:] for g in chosen if g.key.startswith("name:")]
-    where = []
-    if codes and names:
-        where.append(
-            sa.or_(
-                FhirRecord.code.in_(codes),
-                sa.and_(FhirRecord.code.is_(None), FhirRecord.display.in_(names)),
-            )
+    built = []
+    for g in chosen:
+        facts_ = merge.read(
+            records, RESULTS, results.slice(g.start, g.start + min(g.count, CHART_POINTS)), ELEMENTS
         )
-    elif codes:
-        where.append(FhirRecord.code.in_(codes))
-    else:
-        where.append(sa.and_(FhirRecord.code.is_(None), FhirRecord.display.in_(names)))
-    by_key: dict[str, list[Row]] = {}
-    for row, _ in records.recent_per_code(RESULTS, CHART_POINTS, where=where, elements=ELEMENTS):
-        by_key.setdefault(test_key(row.code, row.display), []).append(row)
-    tests = [
-        build_test(records, g.key, by_key[g.key], compact=True, total=g.count)
-        for g in chosen
-        if g.key in by_key
-    ]
-    return LabOverview(Page(tests, page, size, len(groups)), total_results)
+        rows = [r for f in facts_ for r in f.rows]
+        if rows:
+            built.append(build_test(records, g.key, rows, compact=True, total=g.count))
+    return LabOverview(Page(built, page, size, len(groups)), total_results)
 
 
-def _groups(records: Records) -> list[_Group]:
-    """Each test with how many results it has, each result sent by several sources once (as
-    its own page counts them)."""
+def _stored(records: Records) -> tuple[facts.Folded, facts.Folded]:
+    """The tests (one entry each: its key, how many results, the latest, where its results
+    start in the results list, how many are flagged) and every result once, test after test
+    and newest first within one: worked out together when the record changed, then stored
+    (portal.phr.facts), so no page passes over every result."""
+    worked: list[tuple[list[facts.Entry], list[facts.Entry]]] = []
+
+    def work() -> tuple[list[facts.Entry], list[facts.Entry]]:
+        if not worked:
+            worked.append(_work_out(records))
+        return worked[0]
+
+    tests = facts.folded(records, "lab-tests", lambda: work()[0])
+    results = facts.folded(records, "lab-results", lambda: work()[1])
+    return tests, results
+
+
+def _work_out(records: Records) -> tuple[list[facts.Entry], list[facts.Entry]]:
     by_key: dict[str, list[Row]] = {}
-    for row in records.rows(RESULTS, elements=VALUE_ELEMENTS):
+    for row in records.rows(RESULTS, elements=FLAG_ELEMENTS):
         by_key.setdefault(test_key(row.code, row.display), []).append(row)
-    groups = []
+    who = ranges.person(records)
+    found: list[tuple[_Group, list[merge.Fact]]] = []
     for key, rows in by_key.items():
-        kept, _ = distinct(records, rows)
-        dated = [r.effective_at for r in kept if r.effective_at is not None]
-        groups.append(_Group(key, len(kept), max(dated) if dated else None))
-    groups.sort(key=lambda g: (g.latest is None, -(g.latest.timestamp() if g.latest else 0)))
-    return groups
+        kept = merge.fold(records, rows, same=merge.reading_moment)
+        dated = [f.row.effective_at for f in kept if f.row.effective_at is not None]
+        flagged = sum(1 for f in kept if flag_of(f.row, who))
+        latest = max(dated).isoformat() if dated else None
+        found.append((_Group(key, len(kept), latest, 0, flagged), kept))
+    found.sort(key=lambda g: (g[0].latest is None, _sort_moment(g[0].latest)))
+    tests: list[facts.Entry] = []
+    results: list[facts.Entry] = []
+    for group, kept in found:
+        group = replace(group, start=len(results))
+        tests.append(facts.Entry((kept[0].row.id,), data=asdict(group)))
+        results += merge.entries(kept)
+    return tests, results
+
+
+def _sort_moment(moment: str | None) -> float:
+    return -datetime.fromisoformat(moment).timestamp() if moment else 0.0
+
+
+def _group(records: Records, key: str) -> _Group | None:
+    tests, _ = _stored(records)
+    return next((g for e in tests.all() if (g := _Group(**e.data)).key == key), None)
 
 
 def test_history(records: Records, key: str) -> LabTest | None:
-    """Every result of one test (None when this record has none)."""
-    rows = records.rows(RESULTS, where=[_key_filter(key)], elements=ELEMENTS)
-    return build_test(records, key, rows) if rows else None
+    """A test with its newest page of results (see `history`)."""
+    found = history(records, key)
+    return found.test if found else None
+
+
+def history(
+    records: Records, key: str, page: int = 1, size: int = RESULTS_PER_PAGE
+) -> TestHistory | None:
+    """One test's results, a page at a time (newest first), under a chart of its latest
+    HISTORY_CHARTED (None when this record has none)."""
+    group = _group(records, key)
+    if group is None:
+        return None
+    _, results = _stored(records)
+    pages = max(1, -(-group.count // size))
+    page = min(max(1, page), pages)
+    charted = _rows(
+        records, results.slice(group.start, group.start + min(group.count, HISTORY_CHARTED))
+    )
+    listed = _rows(
+        records,
+        results.slice(group.start + (page - 1) * size, group.start + min(page * size, group.count)),
+    )
+    if not charted or not listed:
+        return None
+    test = build_test(records, key, charted, total=group.count)
+    table = build_test(records, key, listed)
+    return TestHistory(
+        replace(test, results=table.results, flagged=group.flagged),
+        Page(list(table.results), page, size, group.count),
+    )
+
+
+def _rows(records: Records, chosen: list[facts.Entry]) -> list[Row]:
+    return [r for f in merge.read(records, RESULTS, chosen, ELEMENTS) for r in f.rows]
 
 
 def recent_results(records: Records, limit: int = 8) -> list[tuple[str, LabResult]]:

@@ -408,13 +408,16 @@ def lab_test(key: str) -> Response:
     record = record_or_403()
     records = _records(record, "labs")
 
-    def build() -> dict[str, Any]:
-        test = lab_results.test_history(records, key)
-        if test is None:
-            abort(404)
-        return {"test": test, "page_title": f"{test.name} · Lab results"}
+    number = _int_arg("page")
 
-    return _page(records, "records/lab_test.html", "history", "Lab results", build, key)
+    def build() -> dict[str, Any]:
+        found = lab_results.history(records, key, number)
+        if found is None:
+            abort(404)
+        name = found.test.name
+        return {"test": found.test, "page": found.page, "page_title": f"{name} · Lab results"}
+
+    return _page(records, "records/lab_test.html", "history", "Lab results", build, key, number)
 
 
 @bp.get("/vitals")

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import date, timedelta
 from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
 from portal.extensions import db
 from portal.models import Account
+from portal.phr import labs
 from tests.phr import factories as f
 
 
@@ -52,3 +55,65 @@ def test_care_plans_are_paged_active_first_with_the_filter_kept(
     assert active[0] == "Plan number 29"
     only_active = client.get("/records/care-plans?show=active").text
     assert len(titles(only_active)) == 20 and "Page 1 of 2" not in only_active
+
+
+def glucose(n: int) -> dict[str, Any]:
+    day = date(2020, 1, 1) + timedelta(days=n)
+    return {
+        "resourceType": "Observation",
+        "id": uuid.uuid4().hex[:12],
+        "status": "final",
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": "laboratory",
+                    }
+                ]
+            }
+        ],
+        "code": {"coding": [{"system": "http://loinc.org", "code": "2339-0"}], "text": "Glucose"},
+        "subject": {"reference": "Patient/p"},
+        "effectiveDateTime": f"{day.isoformat()}T09:00:00Z",
+        "valueQuantity": {
+            "value": 80 + n % 40,
+            "unit": "mg/dL",
+            "system": "http://unitsofmeasure.org",
+            "code": "mg/dL",
+        },
+    }
+
+
+def result_dates(html: str) -> list[str]:
+    return re.findall(r'<tr class="result[^"]*">\s*<td data-label="Date">([^<]+)</td>', html)
+
+
+def test_a_tests_results_are_paged_newest_first_under_a_bounded_chart(
+    app: Flask, client: FlaskClient, me: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(labs, "HISTORY_CHARTED", 60)
+    with app.app_context():
+        account = db.session.get(Account, me)
+        assert account is not None
+        f.add_resources(
+            db.session, f.make_connection(db.session, account), map(glucose, range(120))
+        )
+        db.session.commit()
+    first = client.get("/records/labs/test/2339-0").text
+    assert len(result_dates(first)) == 50 and result_dates(first)[0] == "29 Apr 2020"
+    assert "Results 1 to 50 of 120" in first and "Page 1 of 3" in first
+    assert 'href="/records/labs/test/2339-0?page=2"' in first
+    assert "The chart shows the latest 60 of 120 results." in first
+    assert first.count("<circle") <= 60 and "60 results from" in first  # the chart's own words
+    last = client.get("/records/labs/test/2339-0?page=3").text
+    assert len(result_dates(last)) == 20 and result_dates(last)[-1] == "1 Jan 2020"
+    assert "Results 101 to 120 of 120" in last
+    every = {
+        d
+        for n in (1, 2, 3)
+        for d in result_dates(client.get(f"/records/labs/test/2339-0?page={n}").text)
+    }
+    assert len(every) == 120
+    overview = client.get("/records/labs").text
+    assert "120 results" in overview
