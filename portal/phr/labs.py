@@ -229,20 +229,20 @@ def history(
     _, results = _stored(records)
     pages = max(1, -(-group.count // size))
     page = min(max(1, page), pages)
-    charted = _rows(
-        records, results.slice(group.start, group.start + min(group.count, HISTORY_CHARTED))
-    )
-    listed = _rows(
-        records,
-        results.slice(group.start + (page - 1) * size, group.start + min(page * size, group.count)),
-    )
-    if not charted or not listed:
+    shown = min(group.count, HISTORY_CHARTED)
+    first, last = (page - 1) * size, min(page * size, group.count)
+    charted = _rows(records, results.slice(group.start, group.start + shown))
+    if not charted:
         return None
-    test = build_test(records, key, charted, total=group.count)
-    table = build_test(records, key, listed)
+    test = build_test(records, key, charted, total=group.count)  # every charted one in words
+    if last <= len(test.results):
+        listed = test.results[first:last]
+    else:  # older than the chart: those in words alone
+        rows = _rows(records, results.slice(group.start + first, group.start + last))
+        listed = build_test(records, key, rows).results if rows else ()
     return TestHistory(
-        replace(test, results=table.results, flagged=group.flagged),
-        Page(list(table.results), page, size, group.count),
+        replace(test, results=tuple(listed), flagged=group.flagged),
+        Page(list(listed), page, size, group.count),
     )
 
 
