@@ -80,9 +80,18 @@ class Problem:
 def problems(records: Records, show: str = "active", limit: int | None = None) -> list[Problem]:
     """Health problems and visit diagnoses: `active`, `past` or `all`; the same problem from
     several sources once (see portal.phr.merge), shown as active when any source says so."""
-    rows = records.rows(["problems", "diagnoses"])
-    items = folded(records, rows, lambda r: _problem(records, r), "active", ("current", "over"))
-    return _shown(items, show, "active")[:limit]
+    categories = ["problems", "diagnoses"]
+    chosen = _chosen(
+        records, "problems", categories, ("identifier",), _problem_active, show, limit=limit
+    )
+    facts = read(records, categories, chosen, None)
+    return folded_facts(
+        records, facts, lambda r: _problem(records, r), "active", ("current", "over")
+    )
+
+
+def _problem_active(row: Row) -> bool:
+    return row.status not in PAST_PROBLEM
 
 
 def _problem(records: Records, row: Row) -> Problem:
@@ -92,7 +101,7 @@ def _problem(records: Records, row: Row) -> Problem:
         id=row.id,
         name=concept_text(raw.get("code")) or row.display or "Unnamed problem",
         status=status_words(status) or "Status not recorded",
-        active=status not in PAST_PROBLEM,
+        active=_problem_active(row),
         since=when_text(raw, "onsetDateTime", "onsetPeriod", "onsetString", "recordedDate")
         or (str(raw["onsetString"]) if raw.get("onsetString") else None),
         ended=when_text(raw, "abatementDateTime", "abatementPeriod")
@@ -151,22 +160,40 @@ def medications(
 ) -> list[Medication]:
     """Medicines prescribed or taken: `current`, `past` or `all`; the same medicine from
     several sources once, current when any source says so."""
-    rows = records.rows(["medications"])
+
+    def fold_name(rows: list[Row]) -> Callable[[Row], str | None]:
+        names = records.names(rows, "medicationReference")
+        return lambda row: (
+            concept_text(row.raw.get("medicationCodeableConcept"))
+            or records.ref_name(names, row, row.raw.get("medicationReference"))
+        )
+
+    chosen = _chosen(
+        records,
+        "medications",
+        ["medications"],
+        ("identifier", "medicationCodeableConcept", "medicationReference"),
+        _medication_current,
+        show,
+        limit=limit,
+        fold_name=fold_name,
+    )
+    facts = read(records, ["medications"], chosen, None)
+    rows = [r for f in facts for r in f.rows]
     names = records.names(
         rows, "medicationReference", "requester", "informationSource", "reasonReference"
     )
-    items = folded(
+    return folded_facts(
         records,
-        rows,
+        facts,
         lambda row: _medication(records, names, row),
         "current",
         ("current", "stopped"),
-        name=lambda row: (
-            concept_text(row.raw.get("medicationCodeableConcept"))
-            or records.ref_name(names, row, row.raw.get("medicationReference"))
-        ),
     )
-    return _shown(items, show, "current")[:limit]
+
+
+def _medication_current(row: Row) -> bool:
+    return row.status is None or row.status in CURRENT_MEDICATION
 
 
 def _medication(records: Records, names: dict[tuple[int, str], str], row: Row) -> Medication:
@@ -181,7 +208,7 @@ def _medication(records: Records, names: dict[tuple[int, str], str], row: Row) -
     reasons = [concept_text(x) for x in raw.get("reasonCode") or []]
     reasons += [records.ref_name(names, row, x) for x in raw.get("reasonReference") or []]
     who = raw.get("requester") or raw.get("informationSource")
-    current = row.status is None or row.status in CURRENT_MEDICATION
+    current = _medication_current(row)
     own = own_medicine_words(raw, current) if records.is_own(row) else None
     return Medication(
         id=row.id,
@@ -253,12 +280,37 @@ def disagreement(members: Sequence[Any], flag: str, words: tuple[str, str]) -> s
     return text[0].upper() + text[1:]
 
 
-def _shown(items: list[Item], show: str, flag: str) -> list[Item]:
+def _chosen(
+    records: Records,
+    stored: str,
+    categories: Sequence[str],
+    keys: Sequence[str],
+    flag: Callable[[Row], bool],
+    show: str,
+    *,
+    limit: int | None = None,
+    fold_name: Callable[[list[Row]], Callable[[Row], str | None]] | None = None,
+    order: Callable[[Fact], Any] | None = None,
+) -> list[Entry]:
+    """The stored facts of a list page (portal.phr.facts) that `show` shows (`active`/`current`:
+    those any source says are; `past`: the rest; else all), the first `limit`: the section is
+    folded (reading only `keys` of its rows) when its list is not stored yet, each fact with
+    whether any of its sources says `flag`, in the page's order (`order`, else newest first)."""
+
+    def compute() -> list[Entry]:
+        rows = records.rows(categories, elements=keys)
+        name = fold_name(rows) if fold_name else (lambda row: None)
+        found = fold(records, rows, name=name)
+        if order is not None:
+            found.sort(key=order)
+        return entries(found, lambda f: {"flag": any(flag(r) for r in f.rows)})
+
+    listed = stored_facts(records, stored, compute, categories).all()
     if show in ("active", "current"):
-        return [i for i in items if getattr(i, flag)]
-    if show == "past":
-        return [i for i in items if not getattr(i, flag)]
-    return items
+        listed = [e for e in listed if e.data["flag"]]
+    elif show == "past":
+        listed = [e for e in listed if not e.data["flag"]]
+    return listed[:limit]
 
 
 # ---- allergies ---------------------------------------------------------------------------
@@ -310,15 +362,36 @@ class Allergy:
 def allergies(records: Records) -> list[Allergy]:
     """Allergies and intolerances, active ones (high risk first) before the rest; the same
     allergy from several sources once, with any disagreement on whether it is current."""
-    items = folded(
+
+    def order(fact: Fact) -> tuple[bool, bool, str]:
+        shown = fact.row
+        active = any(_allergy_active(r) for r in fact.rows)
+        return (not active, shown.raw.get("criticality") != "high", _allergy_name(shown).lower())
+
+    chosen = _chosen(
         records,
-        records.rows(["allergies"]),
+        "allergies",
+        ["allergies"],
+        ("identifier", "code", "criticality"),
+        _allergy_active,
+        "all",
+        order=order,
+    )
+    return folded_facts(
+        records,
+        read(records, ["allergies"], chosen, None),
         lambda row: _allergy(records, row),
         "active",
         ("current", "resolved"),
     )
-    items.sort(key=lambda a: (not a.active, not a.high_risk, a.name.lower()))
-    return items
+
+
+def _allergy_active(row: Row) -> bool:
+    return row.status in (None, "active", "confirmed", "unconfirmed")
+
+
+def _allergy_name(row: Row) -> str:
+    return concept_text(row.raw.get("code")) or row.display or "Unnamed allergy"
 
 
 def _allergy(records: Records, row: Row) -> Allergy:
@@ -346,7 +419,7 @@ def _allergy(records: Records, row: Row) -> Allergy:
     status = row.status
     return Allergy(
         id=row.id,
-        name=concept_text(raw.get("code")) or row.display or "Unnamed allergy",
+        name=_allergy_name(row),
         criticality=CRITICALITY.get(str(criticality)) if criticality else None,
         high_risk=criticality == "high",
         kinds=", ".join(ALLERGY_CATEGORY.get(str(c), str(c)) for c in raw["category"])
@@ -354,7 +427,7 @@ def _allergy(records: Records, row: Row) -> Allergy:
         else None,
         type=(str(raw["type"]).capitalize() if raw.get("type") else None),
         status=status_words(status) or "Status not recorded",
-        active=status in (None, "active", "confirmed", "unconfirmed"),
+        active=_allergy_active(row),
         verification={
             "unconfirmed": "Not confirmed",
             "confirmed": "Confirmed",
