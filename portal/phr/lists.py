@@ -56,6 +56,7 @@ from portal.phr.words import (
 
 ACTIVE_PROBLEM = ("active", "recurrence", "relapse")
 PAST_PROBLEM = ("inactive", "remission", "resolved")
+PROBLEM_SECTIONS = ("problems", "diagnoses")
 SEVERITY_WORDS = {"24484000": "Severe", "6736007": "Moderate", "255604002": "Mild"}
 
 
@@ -80,14 +81,19 @@ class Problem:
 def problems(records: Records, show: str = "active", limit: int | None = None) -> list[Problem]:
     """Health problems and visit diagnoses: `active`, `past` or `all`; the same problem from
     several sources once (see portal.phr.merge), shown as active when any source says so."""
-    categories = ["problems", "diagnoses"]
-    chosen = _chosen(
-        records, "problems", categories, ("identifier",), _problem_active, show, limit=limit
-    )
-    facts = read(records, categories, chosen, None)
+    facts = read(records, PROBLEM_SECTIONS, _problem_facts(records, show)[:limit], None)
     return folded_facts(
         records, facts, lambda r: _problem(records, r), "active", ("current", "over")
     )
+
+
+def problem_count(records: Records, show: str = "active") -> int:
+    """How many problems `problems(records, show)` lists (read from the stored facts)."""
+    return len(_problem_facts(records, show))
+
+
+def _problem_facts(records: Records, show: str) -> list[Entry]:
+    return _chosen(records, "problems", PROBLEM_SECTIONS, ("identifier",), _problem_active, show)
 
 
 def _problem_active(row: Row) -> bool:
@@ -161,24 +167,7 @@ def medications(
     """Medicines prescribed or taken: `current`, `past` or `all`; the same medicine from
     several sources once, current when any source says so."""
 
-    def fold_name(rows: list[Row]) -> Callable[[Row], str | None]:
-        names = records.names(rows, "medicationReference")
-        return lambda row: (
-            concept_text(row.raw.get("medicationCodeableConcept"))
-            or records.ref_name(names, row, row.raw.get("medicationReference"))
-        )
-
-    chosen = _chosen(
-        records,
-        "medications",
-        ["medications"],
-        ("identifier", "medicationCodeableConcept", "medicationReference"),
-        _medication_current,
-        show,
-        limit=limit,
-        fold_name=fold_name,
-    )
-    facts = read(records, ["medications"], chosen, None)
+    facts = read(records, ["medications"], _medication_facts(records, show)[:limit], None)
     rows = [r for f in facts for r in f.rows]
     names = records.names(
         rows, "medicationReference", "requester", "informationSource", "reasonReference"
@@ -189,6 +178,30 @@ def medications(
         lambda row: _medication(records, names, row),
         "current",
         ("current", "stopped"),
+    )
+
+
+def medication_count(records: Records, show: str = "current") -> int:
+    """How many medicines `medications(records, show)` lists (read from the stored facts)."""
+    return len(_medication_facts(records, show))
+
+
+def _medication_facts(records: Records, show: str) -> list[Entry]:
+    def fold_name(rows: list[Row]) -> Callable[[Row], str | None]:
+        names = records.names(rows, "medicationReference")
+        return lambda row: (
+            concept_text(row.raw.get("medicationCodeableConcept"))
+            or records.ref_name(names, row, row.raw.get("medicationReference"))
+        )
+
+    return _chosen(
+        records,
+        "medications",
+        ["medications"],
+        ("identifier", "medicationCodeableConcept", "medicationReference"),
+        _medication_current,
+        show,
+        fold_name=fold_name,
     )
 
 
@@ -288,12 +301,11 @@ def _chosen(
     flag: Callable[[Row], bool],
     show: str,
     *,
-    limit: int | None = None,
     fold_name: Callable[[list[Row]], Callable[[Row], str | None]] | None = None,
     order: Callable[[Fact], Any] | None = None,
 ) -> list[Entry]:
     """The stored facts of a list page (portal.phr.facts) that `show` shows (`active`/`current`:
-    those any source says are; `past`: the rest; else all), the first `limit`: the section is
+    those any source says are; `past`: the rest; else all), in order: the section is
     folded (reading only `keys` of its rows) when its list is not stored yet, each fact with
     whether any of its sources says `flag`, in the page's order (`order`, else newest first)."""
 
@@ -310,7 +322,7 @@ def _chosen(
         listed = [e for e in listed if e.data["flag"]]
     elif show == "past":
         listed = [e for e in listed if not e.data["flag"]]
-    return listed[:limit]
+    return listed
 
 
 # ---- allergies ---------------------------------------------------------------------------
