@@ -57,6 +57,7 @@ from portal.phr.words import (
 ACTIVE_PROBLEM = ("active", "recurrence", "relapse")
 PAST_PROBLEM = ("inactive", "remission", "resolved")
 PROBLEM_SECTIONS = ("problems", "diagnoses")
+PAGE_SIZE = 50  # problems or medicines one page renders (a long record's list is paged)
 SEVERITY_WORDS = {"24484000": "Severe", "6736007": "Moderate", "255604002": "Mild"}
 
 
@@ -78,13 +79,26 @@ class Problem:
     apart: tuple[int, ...] = ()  # records the patient said are not this one (to join again)
 
 
-def problems(records: Records, show: str = "active", limit: int | None = None) -> list[Problem]:
-    """Health problems and visit diagnoses: `active`, `past` or `all`; the same problem from
-    several sources once (see portal.phr.merge), shown as active when any source says so."""
-    facts = read(records, PROBLEM_SECTIONS, _problem_facts(records, show)[:limit], None)
+def problems(
+    records: Records, show: str = "active", limit: int | None = None, start: int = 0
+) -> list[Problem]:
+    """Health problems and visit diagnoses: `active`, `past` or `all` (`limit` of them from
+    position `start`); the same problem from several sources once (see portal.phr.merge),
+    shown as active when any source says so. Only the shown problems' records are read."""
+    chosen = _problem_facts(records, show)[start:][:limit]
+    facts = read(records, PROBLEM_SECTIONS, chosen, None)
     return folded_facts(
         records, facts, lambda r: _problem(records, r), "active", ("current", "over")
     )
+
+
+def problem_page(
+    records: Records, show: str = "active", page: int = 1, size: int = PAGE_SIZE
+) -> Page[Problem]:
+    """One page of `problems(records, show)`, and how many there are."""
+    total = problem_count(records, show)
+    number = min(max(1, page), max(1, -(-total // size)))
+    return Page(problems(records, show, size, (number - 1) * size), number, size, total)
 
 
 def problem_count(records: Records, show: str = "active") -> int:
@@ -162,12 +176,13 @@ class Medication:
 
 
 def medications(
-    records: Records, show: str = "current", limit: int | None = None
+    records: Records, show: str = "current", limit: int | None = None, start: int = 0
 ) -> list[Medication]:
-    """Medicines prescribed or taken: `current`, `past` or `all`; the same medicine from
-    several sources once, current when any source says so."""
-
-    facts = read(records, ["medications"], _medication_facts(records, show)[:limit], None)
+    """Medicines prescribed or taken: `current`, `past` or `all` (`limit` of them from
+    position `start`); the same medicine from several sources once, current when any source
+    says so. Only the shown medicines' records are read."""
+    chosen = _medication_facts(records, show)[start:][:limit]
+    facts = read(records, ["medications"], chosen, None)
     rows = [r for f in facts for r in f.rows]
     names = records.names(
         rows, "medicationReference", "requester", "informationSource", "reasonReference"
@@ -179,6 +194,15 @@ def medications(
         "current",
         ("current", "stopped"),
     )
+
+
+def medication_page(
+    records: Records, show: str = "current", page: int = 1, size: int = PAGE_SIZE
+) -> Page[Medication]:
+    """One page of `medications(records, show)`, and how many there are."""
+    total = medication_count(records, show)
+    number = min(max(1, page), max(1, -(-total // size)))
+    return Page(medications(records, show, size, (number - 1) * size), number, size, total)
 
 
 def medication_count(records: Records, show: str = "current") -> int:
