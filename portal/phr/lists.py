@@ -56,6 +56,8 @@ from portal.phr.words import (
 
 ACTIVE_PROBLEM = ("active", "recurrence", "relapse")
 PAST_PROBLEM = ("inactive", "remission", "resolved")
+PROBLEM_SECTIONS = ("problems", "diagnoses")
+PAGE_SIZE = 50  # problems or medicines one page renders (a long record's list is paged)
 SEVERITY_WORDS = {"24484000": "Severe", "6736007": "Moderate", "255604002": "Mild"}
 
 
@@ -77,12 +79,39 @@ class Problem:
     apart: tuple[int, ...] = ()  # records the patient said are not this one (to join again)
 
 
-def problems(records: Records, show: str = "active", limit: int | None = None) -> list[Problem]:
-    """Health problems and visit diagnoses: `active`, `past` or `all`; the same problem from
-    several sources once (see portal.phr.merge), shown as active when any source says so."""
-    rows = records.rows(["problems", "diagnoses"])
-    items = folded(records, rows, lambda r: _problem(records, r), "active", ("current", "over"))
-    return _shown(items, show, "active")[:limit]
+def problems(
+    records: Records, show: str = "active", limit: int | None = None, start: int = 0
+) -> list[Problem]:
+    """Health problems and visit diagnoses: `active`, `past` or `all` (`limit` of them from
+    position `start`); the same problem from several sources once (see portal.phr.merge),
+    shown as active when any source says so. Only the shown problems' records are read."""
+    chosen = _problem_facts(records, show)[start:][:limit]
+    facts = read(records, PROBLEM_SECTIONS, chosen, None)
+    return folded_facts(
+        records, facts, lambda r: _problem(records, r), "active", ("current", "over")
+    )
+
+
+def problem_page(
+    records: Records, show: str = "active", page: int = 1, size: int = PAGE_SIZE
+) -> Page[Problem]:
+    """One page of `problems(records, show)`, and how many there are."""
+    total = problem_count(records, show)
+    number = min(max(1, page), max(1, -(-total // size)))
+    return Page(problems(records, show, size, (number - 1) * size), number, size, total)
+
+
+def problem_count(records: Records, show: str = "active") -> int:
+    """How many problems `problems(records, show)` lists (read from the stored facts)."""
+    return len(_problem_facts(records, show))
+
+
+def _problem_facts(records: Records, show: str) -> list[Entry]:
+    return _chosen(records, "problems", PROBLEM_SECTIONS, ("identifier",), _problem_active, show)
+
+
+def _problem_active(row: Row) -> bool:
+    return row.status not in PAST_PROBLEM
 
 
 def _problem(records: Records, row: Row) -> Problem:
@@ -92,7 +121,7 @@ def _problem(records: Records, row: Row) -> Problem:
         id=row.id,
         name=concept_text(raw.get("code")) or row.display or "Unnamed problem",
         status=status_words(status) or "Status not recorded",
-        active=status not in PAST_PROBLEM,
+        active=_problem_active(row),
         since=when_text(raw, "onsetDateTime", "onsetPeriod", "onsetString", "recordedDate")
         or (str(raw["onsetString"]) if raw.get("onsetString") else None),
         ended=when_text(raw, "abatementDateTime", "abatementPeriod")
@@ -147,26 +176,61 @@ class Medication:
 
 
 def medications(
-    records: Records, show: str = "current", limit: int | None = None
+    records: Records, show: str = "current", limit: int | None = None, start: int = 0
 ) -> list[Medication]:
-    """Medicines prescribed or taken: `current`, `past` or `all`; the same medicine from
-    several sources once, current when any source says so."""
-    rows = records.rows(["medications"])
+    """Medicines prescribed or taken: `current`, `past` or `all` (`limit` of them from
+    position `start`); the same medicine from several sources once, current when any source
+    says so. Only the shown medicines' records are read."""
+    chosen = _medication_facts(records, show)[start:][:limit]
+    facts = read(records, ["medications"], chosen, None)
+    rows = [r for f in facts for r in f.rows]
     names = records.names(
         rows, "medicationReference", "requester", "informationSource", "reasonReference"
     )
-    items = folded(
+    return folded_facts(
         records,
-        rows,
+        facts,
         lambda row: _medication(records, names, row),
         "current",
         ("current", "stopped"),
-        name=lambda row: (
+    )
+
+
+def medication_page(
+    records: Records, show: str = "current", page: int = 1, size: int = PAGE_SIZE
+) -> Page[Medication]:
+    """One page of `medications(records, show)`, and how many there are."""
+    total = medication_count(records, show)
+    number = min(max(1, page), max(1, -(-total // size)))
+    return Page(medications(records, show, size, (number - 1) * size), number, size, total)
+
+
+def medication_count(records: Records, show: str = "current") -> int:
+    """How many medicines `medications(records, show)` lists (read from the stored facts)."""
+    return len(_medication_facts(records, show))
+
+
+def _medication_facts(records: Records, show: str) -> list[Entry]:
+    def fold_name(rows: list[Row]) -> Callable[[Row], str | None]:
+        names = records.names(rows, "medicationReference")
+        return lambda row: (
             concept_text(row.raw.get("medicationCodeableConcept"))
             or records.ref_name(names, row, row.raw.get("medicationReference"))
-        ),
+        )
+
+    return _chosen(
+        records,
+        "medications",
+        ["medications"],
+        ("identifier", "medicationCodeableConcept", "medicationReference"),
+        _medication_current,
+        show,
+        fold_name=fold_name,
     )
-    return _shown(items, show, "current")[:limit]
+
+
+def _medication_current(row: Row) -> bool:
+    return row.status is None or row.status in CURRENT_MEDICATION
 
 
 def _medication(records: Records, names: dict[tuple[int, str], str], row: Row) -> Medication:
@@ -181,7 +245,7 @@ def _medication(records: Records, names: dict[tuple[int, str], str], row: Row) -
     reasons = [concept_text(x) for x in raw.get("reasonCode") or []]
     reasons += [records.ref_name(names, row, x) for x in raw.get("reasonReference") or []]
     who = raw.get("requester") or raw.get("informationSource")
-    current = row.status is None or row.status in CURRENT_MEDICATION
+    current = _medication_current(row)
     own = own_medicine_words(raw, current) if records.is_own(row) else None
     return Medication(
         id=row.id,
@@ -253,12 +317,36 @@ def disagreement(members: Sequence[Any], flag: str, words: tuple[str, str]) -> s
     return text[0].upper() + text[1:]
 
 
-def _shown(items: list[Item], show: str, flag: str) -> list[Item]:
+def _chosen(
+    records: Records,
+    stored: str,
+    categories: Sequence[str],
+    keys: Sequence[str],
+    flag: Callable[[Row], bool],
+    show: str,
+    *,
+    fold_name: Callable[[list[Row]], Callable[[Row], str | None]] | None = None,
+    order: Callable[[Fact], Any] | None = None,
+) -> list[Entry]:
+    """The stored facts of a list page (portal.phr.facts) that `show` shows (`active`/`current`:
+    those any source says are; `past`: the rest; else all), in order: the section is
+    folded (reading only `keys` of its rows) when its list is not stored yet, each fact with
+    whether any of its sources says `flag`, in the page's order (`order`, else newest first)."""
+
+    def compute() -> list[Entry]:
+        rows = records.rows(categories, elements=keys)
+        name = fold_name(rows) if fold_name else (lambda row: None)
+        found = fold(records, rows, name=name)
+        if order is not None:
+            found.sort(key=order)
+        return entries(found, lambda f: {"flag": any(flag(r) for r in f.rows)})
+
+    listed = stored_facts(records, stored, compute, categories).all()
     if show in ("active", "current"):
-        return [i for i in items if getattr(i, flag)]
-    if show == "past":
-        return [i for i in items if not getattr(i, flag)]
-    return items
+        listed = [e for e in listed if e.data["flag"]]
+    elif show == "past":
+        listed = [e for e in listed if not e.data["flag"]]
+    return listed
 
 
 # ---- allergies ---------------------------------------------------------------------------
@@ -310,15 +398,36 @@ class Allergy:
 def allergies(records: Records) -> list[Allergy]:
     """Allergies and intolerances, active ones (high risk first) before the rest; the same
     allergy from several sources once, with any disagreement on whether it is current."""
-    items = folded(
+
+    def order(fact: Fact) -> tuple[bool, bool, str]:
+        shown = fact.row
+        active = any(_allergy_active(r) for r in fact.rows)
+        return (not active, shown.raw.get("criticality") != "high", _allergy_name(shown).lower())
+
+    chosen = _chosen(
         records,
-        records.rows(["allergies"]),
+        "allergies",
+        ["allergies"],
+        ("identifier", "code", "criticality"),
+        _allergy_active,
+        "all",
+        order=order,
+    )
+    return folded_facts(
+        records,
+        read(records, ["allergies"], chosen, None),
         lambda row: _allergy(records, row),
         "active",
         ("current", "resolved"),
     )
-    items.sort(key=lambda a: (not a.active, not a.high_risk, a.name.lower()))
-    return items
+
+
+def _allergy_active(row: Row) -> bool:
+    return row.status in (None, "active", "confirmed", "unconfirmed")
+
+
+def _allergy_name(row: Row) -> str:
+    return concept_text(row.raw.get("code")) or row.display or "Unnamed allergy"
 
 
 def _allergy(records: Records, row: Row) -> Allergy:
@@ -346,7 +455,7 @@ def _allergy(records: Records, row: Row) -> Allergy:
     status = row.status
     return Allergy(
         id=row.id,
-        name=concept_text(raw.get("code")) or row.display or "Unnamed allergy",
+        name=_allergy_name(row),
         criticality=CRITICALITY.get(str(criticality)) if criticality else None,
         high_risk=criticality == "high",
         kinds=", ".join(ALLERGY_CATEGORY.get(str(c), str(c)) for c in raw["category"])
@@ -354,7 +463,7 @@ def _allergy(records: Records, row: Row) -> Allergy:
         else None,
         type=(str(raw["type"]).capitalize() if raw.get("type") else None),
         status=status_words(status) or "Status not recorded",
-        active=status in (None, "active", "confirmed", "unconfirmed"),
+        active=_allergy_active(row),
         verification={
             "unconfirmed": "Not confirmed",
             "confirmed": "Confirmed",

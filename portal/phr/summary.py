@@ -14,7 +14,9 @@ from portal.phr.lists import (
     Problem,
     allergies,
     latest_immunizations,
+    medication_count,
     medications,
+    problem_count,
     problems,
 )
 from portal.phr.records import Records
@@ -40,13 +42,11 @@ class Summary:
 def summary(records: Records, now: datetime) -> Summary:
     """Active problems, current medicines, allergies, latest vitals and results, vaccines."""
     latest_vaccines, doses = latest_immunizations(records, SHOWN)
-    active = problems(records, "active")
-    current = medications(records, "current")
     return Summary(
-        problems=active[:SHOWN],
-        problem_count=len(active),
-        medications=current[:SHOWN],
-        medication_count=len(current),
+        problems=problems(records, "active", SHOWN),
+        problem_count=problem_count(records, "active"),
+        medications=medications(records, "current", SHOWN),
+        medication_count=medication_count(records, "current"),
         allergies=[a for a in allergies(records) if a.active],
         vitals=vitals.latest_vitals(records),
         labs=labs.recent_results(records, SHOWN),

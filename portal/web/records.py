@@ -299,17 +299,19 @@ def problems() -> Response:
     record = record_or_403()
     records = _records(record, "problems")
     show = _choice("show", ("active", "past", "all"))
+    number = _int_arg("page")
     return _page(
         records,
         "records/problems.html",
         "list",
         "Problems",
         lambda: {
-            "items": lists.problems(records, show),
+            "items": lists.problem_page(records, show, number),
             "show": show,
             "state": records.section("problems"),
         },
         show,
+        number,
     )
 
 
@@ -319,17 +321,19 @@ def medications() -> Response:
     record = record_or_403()
     records = _records(record, "medications")
     show = _choice("show", ("current", "past", "all"))
+    number = _int_arg("page")
     return _page(
         records,
         "records/medications.html",
         "list",
         "Medications",
         lambda: {
-            "items": lists.medications(records, show),
+            "items": lists.medication_page(records, show, number),
             "show": show,
             "state": records.section("medications"),
         },
         show,
+        number,
     )
 
 
