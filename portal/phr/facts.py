@@ -76,6 +76,26 @@ class Folded:
     def all(self) -> list[Entry]:
         return self.slice(0, self.total)
 
+    def slices(self, spans: Sequence[tuple[int, int]]) -> list[list[Entry]]:
+        """Several slices (start, stop) read in one query: a page showing a few of each of
+        several groups (each kind of vital sign, each lab test)."""
+        spans = [(max(0, a), min(b, self.total)) for a, b in spans]
+        if self.computed is not None:
+            return [list(self.computed[a:b]) if b > a else [] for a, b in spans]
+        wanted = [(a, b) for a, b in spans if b > a]
+        if not wanted:
+            return [[] for _ in spans]
+        rows = self.session.connection().execute(
+            sa.select(FactItem.position, FactItem.records, FactItem.apart, FactItem.data)
+            .where(
+                FactItem.list_id == self.list_id,
+                sa.or_(*(FactItem.position.between(a, b - 1) for a, b in wanted)),
+            )
+            .order_by(FactItem.position)
+        )
+        at = {pos: Entry(tuple(ids), tuple(apart or ()), data) for pos, ids, apart, data in rows}
+        return [[at[i] for i in range(a, b) if i in at] for a, b in spans]
+
 
 def folded(
     records: Records,

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from portal.models import FhirRecord
-from portal.phr import measures, ranges, units
+from portal.phr import facts, measures, merge, ranges, units
 from portal.phr.about_tests import about_vital
 from portal.phr.charts import Chart, Measurement, line_chart
 from portal.phr.labs import unit_of
-from portal.phr.merge import distinct
-from portal.phr.records import Records, Row
+from portal.phr.records import Page, Records, Row
 from portal.phr.words import (
     absent_reason,
     date_text,
@@ -90,18 +89,16 @@ class VitalCard:
     name: str
     unit_label: str
     readings: tuple[Reading, ...]  # newest first (only the most recent ones on the overview)
+    latest: Reading  # the newest reading of all
     count: int  # every reading, shown or not
     charted: int  # how many of the latest readings the chart shows
     chart: Chart | None
     kept_apart: tuple[Reading, ...]  # values in units that cannot be converted safely
+    apart_count: int  # how many there are (the overview lists none)
     about: str | None = None  # what is measured, in one plain line
     usual: str | None = None  # the usual range of the latest reading, in words
     usual_source: str | None = None  # whose range it is
     no_range: str | None = None  # why no usual range is shown, in words
-
-    @property
-    def latest(self) -> Reading:
-        return self.readings[0]
 
     @property
     def recent(self) -> tuple[Reading, ...]:
@@ -125,20 +122,168 @@ class Vitals:
 
 
 CHARTED = tuple(code for kind in KINDS for code in kind.codes)
+HISTORY_PER_PAGE = 50  # a kind's own page lists its readings a page at a time
+HISTORY_CHARTED = 200  # and charts its latest this many
+
+
+@dataclass(frozen=True)
+class VitalHistory:
+    card: VitalCard  # its readings: this page's
+    page: Page[Reading]
 
 
 def vitals(records: Records) -> Vitals:
     """Every vital sign: one card (chart and recent readings) per kind, then the others; each
     reading sent by several sources is counted once, as the kind's own page lists it."""
+    stored = _stored(records)
+    groups = [_Group(**e.data) for e in stored.kinds.all()]
+    spans = []
+    for g in groups:  # the latest few (charted), else the first few kept apart
+        spans.append((g.start, g.start + (min(g.usable, CHART_POINTS) or RECENT_IN_CARD)))
+    read = _read(
+        records,
+        [(g.key, chosen) for g, chosen in zip(groups, stored.readings.slices(spans), strict=True)],
+    )
+    cards = []
+    for g, found in zip(groups, read, strict=True):
+        if found:
+            charted = found if g.usable else []
+            cards.append(_build(records, g, found[:RECENT_IN_CARD], charted, []))
+    other_entries = stored.others.all()
+    rows = (
+        {
+            r.id: r
+            for r in records.rows(
+                ["vitals"],
+                where=[FhirRecord.id.in_([e.ids[0] for e in other_entries])],
+                elements=KEYED,
+            )
+        }
+        if other_entries
+        else {}
+    )
+    others = []
+    for e in other_entries:
+        row = rows.get(e.ids[0])
+        if row is None:
+            continue
+        others.append(
+            OtherVital(
+                name=lab_name(tidy(row.display) or "Measurement"),
+                latest=value_text(row.raw) or absent_reason(row.raw) or "No value recorded",
+                date=date_text(row.raw.get("effectiveDateTime")) or date_text(row.effective_at),
+                count=int(e.data),
+                source=records.source(row),
+            )
+        )
+    total = sum(g.usable + g.apart for g in groups) + sum(o.count for o in others)
+    return Vitals(tuple(cards), tuple(others), total)
+
+
+def vital_history(
+    records: Records, key: str, page: int = 1, size: int = HISTORY_PER_PAGE
+) -> VitalHistory | None:
+    """One kind's readings, a page at a time (newest first), under a chart of its latest
+    HISTORY_CHARTED; readings in units that do not convert on the first page (None when this
+    record has none of that kind)."""
+    stored = _stored(records)
+    group = next((g for e in stored.kinds.all() if (g := _Group(**e.data)).key == key), None)
+    if group is None:
+        return None
+    total = group.usable or group.apart
+    pages = max(1, -(-total // size))
+    page = min(max(1, page), pages)
+    first, last = (page - 1) * size, min(page * size, total)
+    start, apart_at = group.start, group.start + group.usable
+    charted_span = (start, start + min(group.usable, HISTORY_CHARTED))
+    spans = [charted_span, (start + first, start + last), (start, start + 1)]
+    spans.append((apart_at, apart_at + group.apart) if group.usable and page == 1 else (0, 0))
+    if last <= charted_span[1] - start:
+        spans[1] = (0, 0)  # the chart's own readings: read once
+    chosen = stored.readings.slices(spans)
+    charted, listed, newest, apart = _read(records, [(key, c) for c in chosen])
+    if group.usable and spans[1] == (0, 0):
+        listed = charted[first:last]
+    if not listed or not newest:
+        return None
+    card = _build(records, group, listed, charted, apart, newest[0])
+    return VitalHistory(card, Page(list(card.readings), page, size, total))
+
+
+def latest_vitals(records: Records) -> list[tuple[str, Reading]]:
+    """The latest reading of each kind of vital sign: (name, reading); one sent by several
+    sources once (as the first-connected clinic has it), the others in `also`."""
+    stored = _stored(records)
+    groups = [_Group(**e.data) for e in stored.kinds.all()]
+    chosen = stored.readings.slices([(g.start, g.start + 1) for g in groups])
+    found = []
+    for g, newest in zip(
+        groups,
+        _read(records, [(g.key, c) for g, c in zip(groups, chosen, strict=True)]),
+        strict=True,
+    ):
+        if newest:
+            card = _build(records, g, newest, [], [])
+            if not card.latest.absent:
+                found.append((card.name, card.latest))
+    return found
+
+
+@dataclass(frozen=True)
+class _Group:
+    """A kind's readings in the stored list (newest first): where they start, how many are in
+    a unit that converts to the kind's (charted), then how many are kept apart (others)."""
+
+    key: str
+    start: int
+    usable: int
+    apart: int
+
+
+@dataclass(frozen=True)
+class _Stored:
+    kinds: facts.Folded  # one entry per kind present, its data a _Group
+    readings: facts.Folded  # every reading once, kind after kind (see _Group)
+    others: facts.Folded  # one entry per other measurement: its latest, data its count
+
+
+def _stored(records: Records) -> _Stored:
+    """The readings folded (each once) and measured in the patient's units when the record
+    changed, then stored (portal.phr.facts): pages read only the readings they show."""
+    worked: list[tuple[list[facts.Entry], ...]] = []
+
+    def work(part: int) -> list[facts.Entry]:
+        if not worked:
+            worked.append(_work_out(records))
+        return worked[0][part]
+
+    return _Stored(
+        facts.folded(records, "vital-kinds", lambda: work(0)),
+        facts.folded(records, "vital-readings", lambda: work(1)),
+        facts.folded(records, "vital-others", lambda: work(2)),
+    )
+
+
+def _work_out(records: Records) -> tuple[list[facts.Entry], ...]:
     by_kind: dict[str, list[Row]] = {}
     for row in records.rows(["vitals"], where=[FhirRecord.code.in_(CHARTED)], elements=KEYED):
         by_kind.setdefault(KIND_BY_CODE[row.code or ""].key, []).append(row)
-    cards = tuple(
-        card
-        for k in KINDS
-        if k.key in by_kind
-        if (card := _card(records, k, by_kind[k.key], shown=RECENT_IN_CARD, points=CHART_POINTS))
-    )
+    kinds: list[facts.Entry] = []
+    readings: list[facts.Entry] = []
+    for base in KINDS:
+        if base.key not in by_kind:
+            continue
+        found = merge.fold(records, by_kind[base.key], same=merge.reading_moment)
+        fact_of = {f.row.id: f for f in found}
+        measured = _measured(_in_units(base), [f.row for f in found])
+        usable = [m for m in measured if not m.apart]
+        apart = [m for m in measured if m.apart]
+        group = _Group(base.key, len(readings), len(usable), len(apart))
+        kinds.append(facts.Entry((found[0].row.id,), data=asdict(group)))
+        for m in usable + apart:
+            parts = [fact_of[r.id] for r in m.rows]  # a pair taken together: both facts
+            ids = tuple(i for f in parts for i in f.ids)
+            readings.append(facts.Entry(ids, data=[len(f.ids) for f in parts]))
     by_code: dict[str | None, list[Row]] = {}
     for row in records.rows(
         ["vitals"],
@@ -146,52 +291,46 @@ def vitals(records: Records) -> Vitals:
         elements=KEYED,
     ):
         by_code.setdefault(row.code or f"name:{row.display or ''}", []).append(row)
-    others = []
-    for rows in by_code.values():
-        kept, _ = distinct(records, rows)
-        row = kept[0]
-        others.append(
-            OtherVital(
-                name=lab_name(tidy(row.display) or "Measurement"),
-                latest=value_text(row.raw) or absent_reason(row.raw) or "No value recorded",
-                date=date_text(row.raw.get("effectiveDateTime")) or date_text(row.effective_at),
-                count=len(kept),
-                source=records.source(row),
-            )
-        )
-    total = sum(c.count + len(c.kept_apart) for c in cards) + sum(o.count for o in others)
-    return Vitals(cards, tuple(others), total)
+    others = [
+        facts.Entry((kept[0].row.id,), data=len(kept))
+        for rows in by_code.values()
+        if (kept := merge.fold(records, rows, same=merge.reading_moment))
+    ]
+    return kinds, readings, others
 
 
-def vital_history(records: Records, key: str) -> VitalCard | None:
-    """Every reading of one kind of vital sign (None when there are none)."""
-    kind = KIND_BY_KEY.get(key)
-    if kind is None:
-        return None
-    rows = records.rows(["vitals"], where=[FhirRecord.code.in_(kind.codes)], elements=KEYED)
-    return _card(records, kind, rows) if rows else None
+_Found = tuple["_Measured", tuple[str, ...]]  # a reading, and the other sources that sent it
 
 
-def latest_vitals(records: Records) -> list[tuple[str, Reading]]:
-    """The latest reading of each kind of vital sign: (name, reading); one sent by several
-    sources once (as the first-connected clinic has it), the others in `also`."""
-    # Each source gives a reading at most one row: the latest of each source's are enough.
-    latest = records.recent_per_code(
-        ["vitals"],
-        max(1, len(records.ids)),
-        where=[FhirRecord.code.in_(CHARTED)],
-        elements=KEYED,
+def _read(records: Records, wanted: list[tuple[str, list[facts.Entry]]]) -> list[list[_Found]]:
+    """Stored readings of several kinds measured again from their rows, read in one query."""
+    ids = [i for _, chosen in wanted for e in chosen for i in e.ids]
+    rows = (
+        {r.id: r for r in records.rows(["vitals"], where=[FhirRecord.id.in_(ids)], elements=KEYED)}
+        if ids
+        else {}
     )
-    by_kind: dict[str, list[Row]] = {}
-    for row, _ in latest:
-        by_kind.setdefault(KIND_BY_CODE[row.code or ""].key, []).append(row)
-    found = []
-    for kind in KINDS:
-        group = by_kind.get(kind.key)
-        card = _card(records, kind, group, shown=1) if group else None
-        if card and not card.latest.absent:
-            found.append((kind.name, card.latest))
-    return found
+    out = []
+    for key, chosen in wanted:
+        kind = _in_units(KIND_BY_KEY[key])
+        found: list[_Found] = []
+        for e in chosen:
+            parts, at = [], 0
+            for n in e.data or [len(e.ids)]:
+                part = tuple(rows[i] for i in e.ids[at : at + n] if i in rows)
+                at += n
+                if part:
+                    parts.append(merge.Fact(part))
+            measured = _measured(kind, [f.row for f in parts])
+            if measured:
+                also = tuple(dict.fromkeys(s for f in parts for s in f.also(records)))
+                found.append((measured[0], also))
+        out.append(found)
+    return out
+
+
+def _in_units(kind: Kind) -> Kind:
+    return replace(kind, unit=measures.unit_for(kind.key, kind.unit))  # the patient's units
 
 
 @dataclass(frozen=True)
@@ -203,40 +342,50 @@ class _Measured:
     second: float | None = None  # diastolic
     converted: bool = False  # the clinic recorded another (convertible) unit
     apart: bool = False  # recorded in a unit that cannot be converted safely
+    both: Row | None = None  # blood pressure taken as two readings: the other one
+
+    @property
+    def rows(self) -> tuple[Row, ...]:
+        return (self.row, self.both) if self.both else (self.row,)
 
 
-def _card(
+def _measured(kind: Kind, rows: list[Row]) -> list[_Measured]:
+    return _blood_pressure(rows) if kind.key == "blood-pressure" else _measure(kind, rows)
+
+
+def _build(
     records: Records,
-    kind: Kind,
-    rows: list[Row],
-    *,
-    shown: int | None = None,
-    points: int | None = None,
-) -> VitalCard | None:
-    """A kind's readings (newest first), each reading once; only `shown` of them put into
-    words, the latest `points` charted (None: all). Its count is of every reading in `rows`.
-    """
-    rows, also = distinct(records, rows)  # one reading sent by two clinics: once
-    kind = replace(kind, unit=measures.unit_for(kind.key, kind.unit))  # the patient's units
-    measured = _blood_pressure(rows) if kind.key == "blood-pressure" else _measure(kind, rows)
-    usable = [m for m in measured if not m.apart]
-    apart = [m for m in measured if m.apart]
-    listed = usable or apart
-    if not listed:
-        return None
+    group: _Group,
+    listed: list[_Found],
+    charted: list[_Found],
+    apart: list[_Found],
+    newest: _Found | None = None,
+) -> VitalCard:
+    """A kind's card: `listed` in words, `charted` on its chart, the newest as its latest."""
+    kind = _in_units(KIND_BY_KEY[group.key])
+    newest = newest or listed[0]
+    who = ranges.person(records)
+    everything = [*listed, *charted, *apart, newest]
+    also = {m.row.id: sources for m, sources in everything if sources}
+    judged = {m.row.id: _judge(kind, m, who) for m, _ in everything if not m.apart}
+    latest = judged.get(newest[0].row.id)
     label = unit_words(kind.unit)
-    chosen = listed if shown is None else listed[:shown]
-    judged = {m.row.id: _judge(kind, m, ranges.person(records)) for m in usable}
-    latest = judged.get(listed[0].row.id)
+    chart = [m for m, _ in charted]
+
+    def words(found: list[_Found]) -> tuple[Reading, ...]:
+        return tuple(_reading(records, kind, m, also, judged) for m, _ in found)
+
     return VitalCard(
         key=kind.key,
         name=kind.name,
         unit_label=label,
-        readings=tuple(_reading(records, kind, m, also, judged) for m in chosen),
-        count=len(listed),
-        charted=len(usable[:points]),
-        chart=_chart(kind, usable[:points], label, records.own_ids, judged),
-        kept_apart=tuple(_reading(records, kind, m, also, judged) for m in apart) if usable else (),
+        readings=words(listed),
+        latest=words([newest])[0],
+        count=group.usable or group.apart,
+        charted=len(chart),
+        chart=_chart(kind, chart, label, records.own_ids, judged),
+        kept_apart=words(apart),
+        apart_count=group.apart if group.usable else 0,
         about=about_vital(kind.key),
         usual=latest.usual.words(kind.unit) if latest and latest.usual else None,
         usual_source=latest.usual.source_words if latest and latest.usual else None,
@@ -396,6 +545,7 @@ def _blood_pressure(rows: list[Row]) -> list[_Measured]:
                 first,
                 _mmhg(sys_row.raw) if sys_row else None,
                 _mmhg(dia_row.raw) if dia_row else None,
+                both=dia_row if sys_row and dia_row else None,
             )
         )
     if loose:

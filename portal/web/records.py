@@ -446,14 +446,18 @@ def vitals() -> Response:
 def vital_history(kind: str) -> Response:
     record = record_or_403()
     records = _records(record, "vitals")
+    number = _int_arg("page")
 
     def build() -> dict[str, Any]:
-        card = vital_signs.vital_history(records, kind)
-        if card is None:
+        found = vital_signs.vital_history(records, kind, number)
+        if found is None:
             abort(404)
-        return {"card": card, "page_title": f"{card.name} · Vital signs"}
+        name = found.card.name
+        return {"card": found.card, "page": found.page, "page_title": f"{name} · Vital signs"}
 
-    return _page(records, "records/vital_history.html", "history", "Vital signs", build, kind)
+    return _page(
+        records, "records/vital_history.html", "history", "Vital signs", build, kind, number
+    )
 
 
 @bp.get("/imaging")

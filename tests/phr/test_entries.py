@@ -146,10 +146,10 @@ def test_a_deleted_entry_leaves_every_page_and_comes_back(session: Session) -> N
     record = service.add_measurement(session, account, entry("heart-rate", "64"))
 
     def readings() -> list[str]:
-        card = vitals.vital_history(
+        found = vitals.vital_history(
             Records(session, open_record(session, account.id)), "heart-rate"
         )
-        return [r.text for r in card.readings] if card else []
+        return [r.text for r in found.card.readings] if found else []
 
     assert readings() == ["64 per minute"]
     service.delete(session, account, record.id)
@@ -162,8 +162,9 @@ def test_own_entries_merge_into_the_vitals_with_a_you_badge(session: Session) ->
     account, _, _ = f.patient_with(session, "vito_feeney")
     service.add_measurement(session, account, entry("blood-pressure", "131", "79"))
     records = Records(session, open_record(session, account.id))
-    card = vitals.vital_history(records, "blood-pressure")
-    assert card is not None and card.chart is not None
+    found = vitals.vital_history(records, "blood-pressure")
+    assert found is not None and found.card.chart is not None
+    card = found.card
     mine = [r for r in card.readings if r.mine]
     assert [(r.text, r.source) for r in mine] == [("131/79 mmHg", "You")]
     assert {r.source for r in card.readings if not r.mine} == {"Riverside General Hospital"}

@@ -203,13 +203,13 @@ def test_readings_sent_by_two_clinics_are_charted_once(session: Session) -> None
         and r["category"][0]["coding"][0]["code"] == "laboratory"
     )
     single = records_of(session, account)
-    weight_alone = vitals.vital_history(single, "weight")
+    weight_alone = getattr(vitals.vital_history(single, "weight"), "card", None)
     glucose_alone = labs.test_history(single, lab_code)
     assert weight_alone is not None and glucose_alone is not None
     lake = f.make_connection(session, account, "Lakeside Family Clinic")
     f.add_bundle(session, lake, "brant_jacobson")
     both = records_of(session, account)
-    weight = vitals.vital_history(both, "weight")
+    weight = getattr(vitals.vital_history(both, "weight"), "card", None)
     glucose = labs.test_history(both, lab_code)
     assert weight is not None and glucose is not None
     assert len(weight.readings) == len(weight_alone.readings)
@@ -240,8 +240,9 @@ def test_two_readings_at_one_moment_with_other_values_stay_two(session: Session,
     other = {**reading, "id": "w2", "valueQuantity": {**reading["valueQuantity"], "value": 81}}
     f.add_resources(session, river, [reading])
     f.add_resources(session, lake, [other, {**reading, "id": "w3"}])
-    card = vitals.vital_history(records_of(session, account), "weight")
-    assert card is not None
+    found = vitals.vital_history(records_of(session, account), "weight")
+    assert found is not None
+    card = found.card
     assert sorted((r.text, r.also) for r in card.readings) == [
         ("80 kg", ("Lakeside Family Clinic",)),
         ("81 kg", ()),
