@@ -268,6 +268,7 @@ def load(url: str, target: int = TARGET) -> tuple[int, int]:
                     "code": c.code,
                     "display": c.display,
                     "effective_at": c.effective_at,
+                    "encounter_ref": c.encounter_ref,
                     "raw": r,
                 }
             )

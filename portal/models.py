@@ -214,6 +214,7 @@ class FhirRecord(Base):
     __table_args__ = (
         sa.UniqueConstraint("connection_id", "resource_type", "resource_id"),
         sa.Index("ix_fhir_record_category", "connection_id", "category", "effective_at"),
+        sa.Index("ix_fhir_record_encounter", "connection_id", "encounter_ref"),
     )
 
     id: Mapped[intpk]
@@ -231,6 +232,8 @@ class FhirRecord(Base):
     code: Mapped[str | None] = mapped_column(sa.String(100))
     display: Mapped[str | None] = mapped_column(sa.String(500))
     effective_at: Mapped[datetime | None]
+    # The visit it was made at (`encounter.reference` as sent): a visit finds its records.
+    encounter_ref: Mapped[str | None] = mapped_column(sa.String(255))
     raw: Mapped[dict[str, Any]] = mapped_column(JSONType)
 
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from flask import Flask
 
 from portal.db import Base
+from portal.extensions import db
 from portal.migrate import downgrade, upgrade
+from tests.phr import factories as f
 
 
 def test_models_and_migrations_agree(database_url: str) -> None:
@@ -28,3 +31,34 @@ def test_downgrade_to_base_and_upgrade_again(database_url: str) -> None:
     finally:
         upgrade(engine)
         engine.dispose()
+
+
+def test_records_stored_before_0011_get_the_visit_they_were_made_at(app: Flask) -> None:
+    """The upgrade fills `encounter_ref` of records already stored, as new ones get it."""
+    with app.app_context():
+        account = f.make_account(db.session)
+        clinic = f.make_connection(db.session, account)
+        result = {
+            "resourceType": "Observation",
+            "id": "o1",
+            "status": "final",
+            "code": {"text": "Weight"},
+            "encounter": {"reference": "Encounter/e1"},
+        }
+        f.add_resources(db.session, clinic, [result, {**result, "id": "o2", "encounter": {}}])
+        db.session.commit()
+        db.session.close()
+    engine = db.engine(app)
+    engine.dispose()
+    try:
+        downgrade(engine, "0010")
+        assert "encounter_ref" not in {
+            c["name"] for c in sa.inspect(engine).get_columns("fhir_record")
+        }
+    finally:
+        upgrade(engine)
+    with engine.connect() as conn:
+        found = dict(
+            conn.execute(sa.text("SELECT resource_id, encounter_ref FROM fhir_record")).all()
+        )
+    assert found == {"o1": "Encounter/e1", "o2": None}

@@ -82,6 +82,7 @@ class Classified:
     code: str | None
     display: str | None
     effective_at: datetime | None
+    encounter_ref: str | None = None  # the visit it was made at: `encounter.reference`
 
 
 def classify(resource: dict[str, Any]) -> Classified:
@@ -94,7 +95,16 @@ def classify(resource: dict[str, Any]) -> Classified:
         code=code,
         display=display,
         effective_at=effective_of(resource),
+        encounter_ref=encounter_of(resource),
     )
+
+
+def encounter_of(resource: dict[str, Any]) -> str | None:
+    """The reference to the visit a record was made at, as sent (None when too long to
+    index: 255 characters)."""
+    encounter = resource.get("encounter")
+    ref = encounter.get("reference") if isinstance(encounter, dict) else None
+    return ref if isinstance(ref, str) and len(ref) <= 255 else None
 
 
 def category_of(resource: dict[str, Any]) -> str:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
-
-import sqlalchemy as sa
 
 from portal.models import FhirRecord
 from portal.phr import ranges
@@ -166,31 +164,11 @@ def page_of(records: Records, visit: Row, size: int = VISITS_PER_PAGE) -> int:
 
 
 def _linked(records: Records, visits: list[Row]) -> list[Row]:
-    """Records that point at these visits, oldest first.
-
-    Matching the reference means reading each candidate's JSON, so the candidates are narrowed
-    with the date index first: a result, procedure, vaccine, prescription or report made at a
-    visit is not dated more than a day before the visit began. Diagnoses are all read: a
-    condition diagnosed at a visit may have begun long before it.
-    """
+    """Records that point at these visits, oldest first (by the indexed reference)."""
     refs = sorted({row.ref for row in visits})
-    points_here = FhirRecord.raw["encounter"]["reference"].as_string().in_(refs)
-    starts = [row.effective_at for row in visits]
-    diagnoses = ["problems", "diagnoses"]
-    others = [c for _, cats in CONTENT_CATEGORIES for c in cats if c not in diagnoses]
-    if any(start is None for start in starts):
-        return records.rows(
-            diagnoses + others, where=[points_here], oldest_first=True, elements=ITEM_ELEMENTS
-        )
-    earliest = min(s for s in starts if s is not None) - timedelta(days=1)
-    found = records.rows(diagnoses, where=[points_here], elements=ITEM_ELEMENTS)
-    found += records.rows(
-        others,
-        where=[
-            sa.or_(FhirRecord.effective_at >= earliest, FhirRecord.effective_at.is_(None)),
-            points_here,
-        ],
-        elements=ITEM_ELEMENTS,
+    categories = [c for _, cats in CONTENT_CATEGORIES for c in cats]
+    found = records.rows(
+        categories, where=[FhirRecord.encounter_ref.in_(refs)], elements=ITEM_ELEMENTS
     )
     found.sort(key=lambda r: (r.effective_at is None, r.effective_at or datetime.min, r.id))
     return found

@@ -215,6 +215,7 @@ def record_row(
         "code": c.code[:100] if isinstance(c.code, str) else None,
         "display": c.display,
         "effective_at": c.effective_at,
+        "encounter_ref": c.encounter_ref,
         "raw": resource,
     }
 
@@ -247,6 +248,7 @@ VALUE_COLUMNS = (
     "code",
     "display",
     "effective_at",
+    "encounter_ref",
 )
 
 

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from portal.db import utcnow
 from portal.models import Account, EhrConnection, EhrServer, FhirRecord
 from portal.phr.classify import classify
+from portal.sync import store
 from tests.conftest import SHARED_FHIR
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -129,22 +130,8 @@ def make_connection(
 def record_row(
     connection: EhrConnection, resource: dict[str, Any], fetched_at: datetime
 ) -> dict[str, Any]:
-    c = classify(resource)
-    return {
-        "connection_id": connection.id,
-        "resource_type": resource["resourceType"],
-        "resource_id": resource["id"],
-        "version_id": None,
-        "last_updated": None,
-        "fetched_at": fetched_at,
-        "category": c.category,
-        "status": c.status,
-        "code_system": c.code_system,
-        "code": c.code[:100] if c.code else None,
-        "display": c.display,
-        "effective_at": c.effective_at,
-        "raw": resource,
-    }
+    """The columns the sync stores for a resource."""
+    return store.record_row(connection.id, resource, fetched_at)
 
 
 def add_resources(

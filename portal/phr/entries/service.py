@@ -270,5 +270,6 @@ def _columns(record: FhirRecord, resource: dict[str, Any], now: datetime) -> Fhi
     record.code = c.code
     record.display = c.display
     record.effective_at = c.effective_at
+    record.encounter_ref = c.encounter_ref
     record.raw = resource
     return record
