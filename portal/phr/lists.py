@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 from portal.models import FhirRecord
-from portal.phr.facts import Entry
+from portal.phr.facts import Entry, Folded
 from portal.phr.facts import folded as stored_facts
 from portal.phr.merge import (
     KEY_ELEMENTS,
@@ -85,7 +85,8 @@ def problems(
     """Health problems and visit diagnoses: `active`, `past` or `all` (`limit` of them from
     position `start`); the same problem from several sources once (see portal.phr.merge),
     shown as active when any source says so. Only the shown problems' records are read."""
-    chosen = _problem_facts(records, show)[start:][:limit]
+    found = _problem_facts(records, show)
+    chosen = found.slice(start, found.total if limit is None else start + limit)
     facts = read(records, PROBLEM_SECTIONS, chosen, None)
     return folded_facts(
         records, facts, lambda r: _problem(records, r), "active", ("current", "over")
@@ -103,10 +104,10 @@ def problem_page(
 
 def problem_count(records: Records, show: str = "active") -> int:
     """How many problems `problems(records, show)` lists (read from the stored facts)."""
-    return len(_problem_facts(records, show))
+    return _problem_facts(records, show).total
 
 
-def _problem_facts(records: Records, show: str) -> list[Entry]:
+def _problem_facts(records: Records, show: str) -> Folded:
     return _chosen(records, "problems", PROBLEM_SECTIONS, ("identifier",), _problem_active, show)
 
 
@@ -181,7 +182,8 @@ def medications(
     """Medicines prescribed or taken: `current`, `past` or `all` (`limit` of them from
     position `start`); the same medicine from several sources once, current when any source
     says so. Only the shown medicines' records are read."""
-    chosen = _medication_facts(records, show)[start:][:limit]
+    found = _medication_facts(records, show)
+    chosen = found.slice(start, found.total if limit is None else start + limit)
     facts = read(records, ["medications"], chosen, None)
     rows = [r for f in facts for r in f.rows]
     names = records.names(
@@ -207,10 +209,10 @@ def medication_page(
 
 def medication_count(records: Records, show: str = "current") -> int:
     """How many medicines `medications(records, show)` lists (read from the stored facts)."""
-    return len(_medication_facts(records, show))
+    return _medication_facts(records, show).total
 
 
-def _medication_facts(records: Records, show: str) -> list[Entry]:
+def _medication_facts(records: Records, show: str) -> Folded:
     def fold_name(rows: list[Row]) -> Callable[[Row], str | None]:
         names = records.names(rows, "medicationReference")
         return lambda row: (
@@ -317,6 +319,9 @@ def disagreement(members: Sequence[Any], flag: str, words: tuple[str, str]) -> s
     return text[0].upper() + text[1:]
 
 
+SHOWN = ("current", "past", "all")  # the lists a page may show ("active" is "current")
+
+
 def _chosen(
     records: Records,
     stored: str,
@@ -327,26 +332,37 @@ def _chosen(
     *,
     fold_name: Callable[[list[Row]], Callable[[Row], str | None]] | None = None,
     order: Callable[[Fact], Any] | None = None,
-) -> list[Entry]:
+) -> Folded:
     """The stored facts of a list page (portal.phr.facts) that `show` shows (`active`/`current`:
-    those any source says are; `past`: the rest; else all), in order: the section is
-    folded (reading only `keys` of its rows) when its list is not stored yet, each fact with
-    whether any of its sources says `flag`, in the page's order (`order`, else newest first)."""
+    those any source says are; `past`: the rest; else all), in order. When the section is
+    not stored yet it is folded once (reading only `keys` of its rows), each fact with
+    whether any of its sources says `flag`, in the page's order (`order`, else newest first),
+    and the three lists are stored together, so each is counted and sliced by position."""
+    worked: list[list[Entry]] = []
 
-    def compute() -> list[Entry]:
-        rows = records.rows(categories, elements=keys)
-        name = fold_name(rows) if fold_name else (lambda row: None)
-        found = fold(records, rows, name=name)
-        if order is not None:
-            found.sort(key=order)
-        return entries(found, lambda f: {"flag": any(flag(r) for r in f.rows)})
+    def every() -> list[Entry]:
+        if not worked:
+            rows = records.rows(categories, elements=keys)
+            name = fold_name(rows) if fold_name else (lambda row: None)
+            found = fold(records, rows, name=name)
+            if order is not None:
+                found.sort(key=order)
+            worked.append(entries(found, lambda f: {"flag": any(flag(r) for r in f.rows)}))
+        return worked[0]
 
-    listed = stored_facts(records, stored, compute, categories).all()
-    if show in ("active", "current"):
-        listed = [e for e in listed if e.data["flag"]]
-    elif show == "past":
-        listed = [e for e in listed if not e.data["flag"]]
-    return listed
+    def variant(which: str) -> Callable[[], list[Entry]]:
+        if which == "current":
+            return lambda: [e for e in every() if e.data["flag"]]
+        if which == "past":
+            return lambda: [e for e in every() if not e.data["flag"]]
+        return every
+
+    which = "current" if show in ("active", "current") else show if show in SHOWN else "all"
+    lists = {
+        w: stored_facts(records, f"{stored}-{w}", variant(w), categories)
+        for w in (which, *(w for w in SHOWN if w != which))
+    }
+    return lists[which]
 
 
 # ---- allergies ---------------------------------------------------------------------------
@@ -412,7 +428,7 @@ def allergies(records: Records) -> list[Allergy]:
         _allergy_active,
         "all",
         order=order,
-    )
+    ).all()
     return folded_facts(
         records,
         read(records, ["allergies"], chosen, None),

@@ -51,7 +51,8 @@ def test_a_list_is_folded_once_and_each_filter_reads_only_its_facts_records(
     before = {show: page(records_of(session, brant), show) for show in shows}
     assert before[shows[-1]], "the two clinics' record has some"
     assert any(item.also for item in before[shows[-1]])  # folded across the clinics
-    assert len(lists_of(session, brant.account, name)) == 1  # one list for every filter
+    # Folded once, stored as one list per filter (each counted and sliced by position).
+    assert [len(lists_of(session, brant.account, f"{name}-{w}")) for w in lists.SHOWN] == [1] * 3
 
     refuse_folding(monkeypatch)
     read: list[int] = []
@@ -99,4 +100,4 @@ def test_a_medicine_stored_is_folded_again(session: Session, brant: TwoClinics) 
     again = lists.medications(records_of(session, brant), "current")
     assert len(again) == len(current) + 1
     assert any("Newmedicine" in m.name for m in again)
-    assert len(lists_of(session, brant.account, "medications")) == 2
+    assert len(lists_of(session, brant.account, "medications-current")) == 2
