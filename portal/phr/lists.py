@@ -540,19 +540,29 @@ def immunizations(records: Records, page: int = 1, size: int = 50) -> Page[Immun
 def latest_immunizations(records: Records, limit: int) -> tuple[list[Immunization], int]:
     """The latest dose of each vaccine given (newest first), and how many immunizations the
     immunizations page lists (each dose once)."""
+    listed = section_facts(records, "immunizations", ["immunizations"], same=same_day)  # its page's
+    chosen = read(
+        records, ["immunizations"], _latest_doses(records).slice(0, limit), IMMUNIZATION_ELEMENTS
+    )
+    return immunization_facts(records, chosen), listed.total
 
+
+def immunization_places(records: Records) -> dict[int, int]:
+    """Where the latest dose of each vaccine is in the immunizations list (0 first), by the
+    id of the item shown: its page is place // page size + 1."""
+    return {e.ids[0]: int(e.data) for e in _latest_doses(records).all()}
+
+
+def _latest_doses(records: Records) -> Folded:
     def compute() -> list[Entry]:
         rows = records.rows(["immunizations"], elements=KEY_ELEMENTS)
-        latest: dict[str, Fact] = {}
-        for fact in fold(records, rows, same=same_day):
+        latest: dict[str, tuple[int, Fact]] = {}
+        for place, fact in enumerate(fold(records, rows, same=same_day)):  # as its page lists
             if any(r.status != "not-done" for r in fact.rows):
-                latest.setdefault(code_key(fact.row, None) or f"row|{fact.row.id}", fact)
-        return entries(latest.values())
+                latest.setdefault(code_key(fact.row, None) or f"row|{fact.row.id}", (place, fact))
+        return [Entry(f.ids, f.apart, place) for place, f in latest.values()]
 
-    listed = section_facts(records, "immunizations", ["immunizations"], same=same_day)  # its page's
-    latest = stored_facts(records, "immunizations-latest", compute, ("immunizations",))
-    chosen = read(records, ["immunizations"], latest.slice(0, limit), IMMUNIZATION_ELEMENTS)
-    return immunization_facts(records, chosen), listed.total
+    return stored_facts(records, "immunizations-latest", compute, ("immunizations",))
 
 
 def immunization_items(records: Records, rows: list[Row]) -> list[Immunization]:

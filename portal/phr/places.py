@@ -5,10 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import sqlalchemy as sa
-
 from portal.models import FhirRecord
-from portal.phr import labs, vitals
+from portal.phr import labs, lists, vitals
 from portal.phr.lists import Immunization
 from portal.phr.records import Records
 from portal.phr.summary import Summary
@@ -55,18 +53,7 @@ def lab_tests(records: Records, result_ids: list[int]) -> dict[int, str]:
 def immunization_pages(
     records: Records, items: list[Immunization], size: int = IMMUNIZATIONS_PER_PAGE
 ) -> dict[int, int]:
-    """The page of the immunizations list (newest first, as `Records.rows` orders) that shows
-    each of these items."""
-    if not items:
-        return {}
-    ids = [item.id for item in items]
-    rows = records.rows(["immunizations"], where=[FhirRecord.id.in_(ids)], elements=("id",))
-    at, rid = FhirRecord.effective_at, FhirRecord.id
-    pages = {}
-    for row in rows:
-        if row.effective_at is None:  # undated ones come last
-            before = sa.or_(at.is_not(None), rid > row.id)
-        else:
-            before = sa.or_(at > row.effective_at, sa.and_(at == row.effective_at, rid > row.id))
-        pages[row.id] = records.count(["immunizations"], where=[before]) // size + 1
-    return pages
+    """The page of the immunizations list (each dose once, newest first) that shows each of
+    these items (the latest doses)."""
+    places = lists.immunization_places(records) if items else {}
+    return {i.id: places[i.id] // size + 1 for i in items if i.id in places}
