@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from portal.models import FhirRecord
-from portal.phr import labs
+from portal.phr import facts, labs, merge
 from portal.phr.records import Page, Records, Row, ref_key
 from portal.phr.words import concept_text, date_text, lab_name, status_words, tidy, when_text
 
@@ -37,6 +37,7 @@ class Panel:
     results: tuple[PanelResult, ...]
     missing: int  # results the report lists that this record does not hold (or may not show)
     source: str
+    also: tuple[str, ...] = ()  # the other sources that sent this panel
 
     @property
     def flagged(self) -> int:
@@ -51,8 +52,20 @@ def panels(records: Records, page: int = 1, size: int = PANELS_PER_PAGE) -> Page
     """One page of panels, newest first, each with its results."""
     if not records.may_see("labs"):
         return Page([], 1, size, 0)
-    rows, number, total = records.page(["reports"], page, size, where=[WITH_RESULTS])
-    return Page(panels_of(records, rows), number, size, total)
+    found = _stored(records)
+    number = min(max(1, page), max(1, -(-found.total // size)))
+    start = (number - 1) * size
+    shown = merge.read(records, ["reports"], found.slice(start, start + size), None)
+    also = {f.row.id: f.also(records) for f in shown if f.others}
+    return Page(panels_of(records, [f.row for f in shown], also), number, size, found.total)
+
+
+def _stored(records: Records) -> facts.Folded:
+    """The panels, each once: one report both clinics sent (by identifier, else the same
+    panel at the same moment) is one panel, stored folded (portal.phr.facts)."""
+    return merge.section_facts(
+        records, "panels", ["reports"], where=[WITH_RESULTS], same=merge.same_moment
+    )
 
 
 def latest(records: Records, limit: int = LATEST_ON_LABS) -> Page[Panel]:
@@ -60,8 +73,11 @@ def latest(records: Records, limit: int = LATEST_ON_LABS) -> Page[Panel]:
     return panels(records, 1, limit)
 
 
-def panels_of(records: Records, reports: list[Row]) -> list[Panel]:
-    """Panels of these report rows (full rows), their results read in one query."""
+def panels_of(
+    records: Records, reports: list[Row], also: dict[int, tuple[str, ...]] | None = None
+) -> list[Panel]:
+    """Panels of these report rows (full rows), their results read in one query; `also`:
+    the other sources that sent each one."""
     wanted = [
         (row.connection_id, ref_key(ref))
         for row in reports
@@ -73,10 +89,12 @@ def panels_of(records: Records, reports: list[Row]) -> list[Panel]:
         for key, row in records.resolve(wanted).items()
         if row.category in labs.RESULTS or row.resource_type == "Observation"
     }
-    return [_panel(records, row, found) for row in reports]
+    return [_panel(records, row, found, (also or {}).get(row.id, ())) for row in reports]
 
 
-def _panel(records: Records, row: Row, found: dict[tuple[int, str], Row]) -> Panel:
+def _panel(
+    records: Records, row: Row, found: dict[tuple[int, str], Row], also: tuple[str, ...]
+) -> Panel:
     raw = row.raw
     results = []
     listed = [r for r in raw.get("result") or [] if isinstance(r, dict)]
@@ -106,11 +124,5 @@ def _panel(records: Records, row: Row, found: dict[tuple[int, str], Row]) -> Pan
         results=tuple(results),
         missing=len(listed) - len(results),
         source=records.source(row),
+        also=also,
     )
-
-
-def count(records: Records) -> int:
-    """How many panels this record holds."""
-    if not records.may_see("labs"):
-        return 0
-    return records.count(["reports"], where=[WITH_RESULTS])

@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 
 from portal.extensions import db
 from tests.phr import factories as f
+from tests.phr.two_clinics import brant_at_both
 from tests.sessions import begin
 
 CBC = "Complete blood count (hemogram) panel - Blood"
@@ -79,6 +80,21 @@ def test_the_panels_page_lists_every_panel_newest_first(app: Flask, client: Flas
     assert dates == ["3 Nov 2019", "16 Oct 2016", "11 Oct 2015", "26 May 2013"]
     fragment = client.get("/records/labs/panels", headers=HTMX).text
     assert fragment.lstrip().startswith('<section id="lab-panels"')
+
+
+def test_a_panel_both_clinics_sent_is_listed_and_counted_once(
+    app: Flask, client: FlaskClient
+) -> None:
+    with app.app_context():
+        account = brant_at_both(db.session).account
+        db.session.commit()
+        account_id = account.id
+    with client.session_transaction() as s:
+        begin(s, account_id)
+    text = words(client.get("/records/labs/panels").text)
+    assert "4 panels" in text
+    assert text.count("Riverside General Hospital also Lakeside Family Clinic") == 4
+    assert 'href="/records/labs/panels">All 4 panels<' in client.get("/records/labs").text
 
 
 def test_a_visit_shows_its_report_with_the_results_beneath(app: Flask, client: FlaskClient) -> None:
