@@ -89,7 +89,6 @@ class LabSeries:
     unit: str | None
     unit_label: str
     count: int
-    results: tuple[LabResult, ...]  # newest first (left empty on the overview)
     chart: Chart | None
 
 
@@ -237,10 +236,11 @@ def history(
     charted = _rows(records, results.slice(group.start, group.start + shown))
     if not charted:
         return None
-    test = build_test(records, key, charted, total=group.count)  # every charted one in words
-    if last <= len(test.results):
-        listed = test.results[first:last]
+    if last <= shown:  # this page's results are charted: put into words with the chart
+        test = build_test(records, key, charted, total=group.count, listed=slice(first, last))
+        listed = test.results
     else:  # older than the chart: those in words alone
+        test = build_test(records, key, charted, total=group.count, listed=slice(0, 0))
         rows = _rows(records, results.slice(group.start + first, group.start + last))
         listed = build_test(records, key, rows).results if rows else ()
     return TestHistory(
@@ -293,12 +293,19 @@ class _Point:
 
 
 def build_test(
-    records: Records, key: str, rows: list[Row], *, compact: bool = False, total: int | None = None
+    records: Records,
+    key: str,
+    rows: list[Row],
+    *,
+    compact: bool = False,
+    total: int | None = None,
+    listed: slice = slice(None),
 ) -> LabTest:
     """A test's results (rows newest first) as series per kind of unit, with charts.
 
-    `rows` are charted; `compact` puts only the latest few into words. `total` is how many
-    results the test has when `rows` are only the latest of them.
+    `rows` are charted; `listed` of them (after folding) are put into words, or with
+    `compact` only the latest few. `total` is how many results the test has when `rows`
+    are only the latest of them.
     """
     rows, also = distinct(records, rows)  # one result sent by two clinics: once
     who = ranges.person(records)
@@ -307,7 +314,7 @@ def build_test(
         q = row.raw.get("valueQuantity")
         if isinstance(q, dict) and isinstance(q.get("value"), int | float):
             numeric.setdefault(measures.lab_kind(row.code, unit_of(q)), []).append(row)
-    worded = rows[:RECENT_IN_CARD] if compact else rows
+    worded = rows[:RECENT_IN_CARD] if compact else rows[listed]
     name = _name(rows[0])
     series = []
     targets: dict[int, str | None] = {}
@@ -324,25 +331,24 @@ def build_test(
                 unit=target,
                 unit_label=label,
                 count=len(group),
-                results=()
-                if compact
-                else tuple(_result(records, r, target, convert=True, also=also) for r in group),
                 chart=_chart(f"lab-{slug(key)}-{i}", name, label, points, compact=compact),
             )
         )
-    results = tuple(
-        _result(records, r, targets[r.id], convert=True, also=also)
-        if r.id in targets
-        else _result(records, r, own_unit(r), also=also)
-        for r in worded
-    )
+
+    def in_words(r: Row) -> LabResult:
+        if r.id in targets:
+            return _result(records, r, targets[r.id], convert=True, also=also)
+        return _result(records, r, own_unit(r), also=also)
+
+    results = tuple(in_words(r) for r in worded)
+    latest = results[0] if worded and worded[0] is rows[0] else in_words(rows[0])
     flagged += sum(1 for r in rows if r.id not in targets and _other_flag(r, who))
     return LabTest(
         key=key,
         name=name,
         count=total if total is not None else len(rows),
         charted=len(rows),
-        latest=results[0],
+        latest=latest,
         series=tuple(series),
         results=results,
         sources=tuple(sorted({records.source(r) for r in rows})),

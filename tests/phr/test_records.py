@@ -121,10 +121,10 @@ def test_units_merged_only_when_the_conversion_is_safe(session: Session) -> None
     test = labs.test_history(records_of(session, account.id), "2093-3")
     assert test is not None
     assert [s.unit for s in test.series] == ["mg/dL", "mmol/L"]
-    converted = next(r for r in test.series[0].results if r.reported)
+    converted = next(r for r in test.results if r.reported)
     assert converted.text == "195 mg/dL" and converted.reported == "1.95 g/L as reported"
-    assert test.series[1].results[0].text == "5.3 mmol/L"
-    assert test.count == sum(len(s.results) for s in test.series)
+    assert test.results[0].text == "5.3 mmol/L"  # the newest, in its own series' unit
+    assert test.count == len(test.results) == sum(s.count for s in test.series)
 
 
 def test_data_absent_reason_shown_as_such(session: Session) -> None:
