@@ -8,8 +8,6 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any, TypeVar
 
-import sqlalchemy as sa
-
 from portal.models import FhirRecord
 from portal.phr.facts import Entry, Folded
 from portal.phr.facts import folded as stored_facts
@@ -332,6 +330,7 @@ def _chosen(
     *,
     fold_name: Callable[[list[Row]], Callable[[Row], str | None]] | None = None,
     order: Callable[[Fact], Any] | None = None,
+    **fold_options: Any,
 ) -> Folded:
     """The stored facts of a list page (portal.phr.facts) that `show` shows (`active`/`current`:
     those any source says are; `past`: the rest; else all), in order. When the section is
@@ -344,7 +343,7 @@ def _chosen(
         if not worked:
             rows = records.rows(categories, elements=keys)
             name = fold_name(rows) if fold_name else (lambda row: None)
-            found = fold(records, rows, name=name)
+            found = fold(records, rows, name=name, **fold_options)
             if order is not None:
                 found.sort(key=order)
             worked.append(entries(found, lambda f: {"flag": any(flag(r) for r in f.rows)}))
@@ -718,27 +717,24 @@ def care_plan_page(
     records: Records, show: str = "all", page: int = 1, size: int = 25
 ) -> Page[CarePlan]:
     """One page of care plans (see `care_plans`); one plan at several sources (same title,
-    same period) once."""
-    where: list[sa.ColumnElement[bool]] = []
-    if show == "active":
-        where.append(FhirRecord.status.in_(ACTIVE_PLAN))
-    elif show == "past":
-        where.append(sa.or_(FhirRecord.status.is_(None), FhirRecord.status.notin_(ACTIVE_PLAN)))
-    return listing(
+    same period) once, active when any of them says so."""
+    found = _chosen(
         records,
+        "careplans",
         ["careplans"],
-        page,
-        size,
-        lambda facts: _care_plans(records, facts),
-        stored=f"careplans-{show}",
-        where=where,
-        elements=("title", "category", "activity", "period", "addresses", "description"),
-        keys=("identifier", "title", "category", "period"),
-        name=plan_title,
+        ("identifier", "title", "category", "period"),
+        lambda row: row.status in ACTIVE_PLAN,
+        show,
+        fold_name=lambda _rows: plan_title,
         same=same_period,
         by_name=True,
-        first=lambda fact: fact.row.status in ACTIVE_PLAN,
+        order=lambda fact: fact.row.status not in ACTIVE_PLAN,  # active first, newest first
     )
+    number = min(max(1, page), max(1, -(-found.total // size)))
+    chosen = found.slice((number - 1) * size, number * size)
+    elements = ("title", "category", "activity", "period", "addresses", "description")
+    plans = _care_plans(records, read(records, ["careplans"], chosen, elements))
+    return Page(plans, number, size, found.total)
 
 
 def plan_title(row: Row) -> str | None:
@@ -985,13 +981,19 @@ class Coverage:
     relationship: str | None
     source: str
     details: tuple[tuple[str, str], ...] = field(default=())
+    also: tuple[str, ...] = ()  # other sources that hold the same policy
 
 
 def coverage(records: Records) -> list[Coverage]:
-    rows = records.rows(["coverage"])
+    """Insurance on record, active first; one policy both clinics hold (the same member
+    identifier) once, with `also` its other source."""
+    stored = section_facts(records, "coverage", ["coverage"], same=lambda row: None)
+    found = read(records, ["coverage"], stored.all(), None)
+    rows = [f.row for f in found]
     names = records.names(rows, "payor")
     items = []
-    for row in rows:
+    for fact in found:
+        row = fact.row
         raw = row.raw
         payers = [records.ref_name(names, row, p) for p in raw.get("payor") or []]
         details = []
@@ -1026,6 +1028,7 @@ def coverage(records: Records) -> list[Coverage]:
                 relationship=concept_text(raw.get("relationship")),
                 source=records.source(row),
                 details=tuple(details),
+                also=fact.also(records),
             )
         )
     items.sort(key=lambda c: not c.active)

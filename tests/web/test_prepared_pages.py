@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import html
+import re
 from datetime import date
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from flask import Flask
+from flask import Flask, url_for
 from flask.testing import FlaskClient
 
 from portal.extensions import db
 from portal.models import EhrConnection, PageSnapshot, SyncRun
-from portal.phr import snapshots
+from portal.phr import facts, snapshots
 from portal.phr.access import open_record
-from portal.web.records import LANDING, prepare_pages
+from portal.phr.records import Records
+from portal.web.records import LANDING, prepare_pages, prepare_record
 from tests.phr import factories as f
+from tests.phr.two_clinics import brant_at_both
 from tests.sessions import begin
 
 HTMX = {"HX-Request": "true"}
@@ -167,3 +171,50 @@ def test_pages_are_prepared_when_a_sync_ends(
     assert "Latest vital signs" in summary.text and "updated never" not in summary.text.lower()
     assert client.get("/records/vitals").status_code == 200
     assert prepare_pages(app, run_id + 1000) == 0  # no such run: nothing to prepare
+
+
+def test_after_a_sync_no_records_page_folds_or_reads_a_whole_section(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sync's end folds every section (portal.phr.facts); after it, any records page (each
+    landing page and every records page they link to: other pages, filters, a test's or a
+    visit's own page) is a query of the stored facts and a render, even when it was not
+    prepared itself: it stores no folded list and reads no section whole."""
+    with app.app_context():
+        account_id = brant_at_both(db.session).account.id  # two clinics: facts are folded
+        db.session.commit()
+    prepare_record(app, account_id)  # as a sync's end does
+    with app.app_context():
+        db.session.execute(sa.delete(PageSnapshot))  # each page built, not served prepared
+        db.session.commit()
+
+    def no_store(*_args: Any, **_kwargs: Any) -> None:
+        raise AssertionError("a page folded a section: its list was not stored by the sync")
+
+    monkeypatch.setattr(facts, "_store", no_store)
+    real_rows = Records.rows
+
+    def rows(self: Records, categories: Any, **options: Any) -> Any:
+        bounded = options.get("where") or options.get("limit") is not None
+        assert bounded, f"a page read every row of {categories}"
+        return real_rows(self, categories, **options)
+
+    monkeypatch.setattr(Records, "rows", rows)
+    sign_in(client, account_id)
+    with app.test_request_context():
+        landing = [url_for(endpoint) for endpoint in LANDING]
+    seen = set(landing)
+    linked: list[str] = []
+    for path in landing:
+        page = client.get(path)
+        assert page.status_code == 200, path
+        for href in re.findall(r'href="(/records/[^"#]*)', page.text):
+            href = html.unescape(href)
+            if href not in seen:
+                seen.add(href)
+                linked.append(href)
+    assert "/records/visits?page=2" in linked and "/records/problems?show=all" in linked
+    assert "/records/labs/panels" in linked
+    assert any("/labs/test/" in h for h in linked) and any("/vitals/" in h for h in linked)
+    for path in linked:
+        assert client.get(path).status_code == 200, path
