@@ -147,11 +147,9 @@ def test_key(code: str | None, display: str | None) -> str:
 def overview(records: Records, page: int = 1, size: int = TESTS_PER_PAGE) -> LabOverview:
     """One page of tests (most recently done first), each with its results and trend."""
     tests, results = _stored(records)
-    groups = [_Group(**e.data) for e in tests.all()]  # one small row per test
-    total_results = sum(g.count for g in groups)
-    pages = max(1, -(-len(groups) // size))
+    pages = max(1, -(-tests.total // size))
     page = min(max(1, page), pages)
-    chosen = groups[(page - 1) * size : page * size]
+    chosen = [_Group(**e.data) for e in tests.slice((page - 1) * size, page * size)]
     # Each test's latest results (charted), read in two queries for the whole page.
     spans = [(g.start, g.start + min(g.count, CHART_POINTS)) for g in chosen]
     slices = results.slices(spans)
@@ -163,7 +161,7 @@ def overview(records: Records, page: int = 1, size: int = TESTS_PER_PAGE) -> Lab
         rows = [r for e in entries if (f := read.get(e.ids[0])) for r in f.rows]
         if rows:
             built.append(build_test(records, g.key, rows, compact=True, total=g.count))
-    return LabOverview(Page(built, page, size, len(groups)), total_results)
+    return LabOverview(Page(built, page, size, tests.total), results.total)
 
 
 def _stored(records: Records) -> tuple[facts.Folded, facts.Folded]:
@@ -211,7 +209,8 @@ def _sort_moment(moment: str | None) -> float:
 
 def _group(records: Records, key: str) -> _Group | None:
     tests, _ = _stored(records)
-    return next((g for e in tests.all() if (g := _Group(**e.data)).key == key), None)
+    found = tests.having("key", key)
+    return _Group(**found[0].data) if found else None
 
 
 def test_history(records: Records, key: str) -> LabTest | None:
