@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,8 +120,22 @@ def folded(
 ) -> Folded:
     """The stored list `name` of this record (worked out by `compute` and stored when there is
     none for the current digest). `params`: what else the list depends on (filters)."""
-    session = records.session
     digest = _digest(records, name, params)
+    known = _FOUND.setdefault(records, {})
+    if digest in known:  # asked again by the same page (a count, then the items)
+        return known[digest]
+    known[digest] = _folded(records, name, digest, compute)
+    return known[digest]
+
+
+# Lists already found by a reader (one request's): its pages ask for some several times.
+_FOUND: weakref.WeakKeyDictionary[Records, dict[str, Folded]] = weakref.WeakKeyDictionary()
+
+
+def _folded(
+    records: Records, name: str, digest: str, compute: Callable[[], Sequence[Entry]]
+) -> Folded:
+    session = records.session
     account_id = records.view.owner.id
     found = session.execute(
         sa.select(FactList.id, FactList.total).where(

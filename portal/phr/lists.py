@@ -357,11 +357,11 @@ def _chosen(
         return every
 
     which = "current" if show in ("active", "current") else show if show in SHOWN else "all"
-    lists = {
-        w: stored_facts(records, f"{stored}-{w}", variant(w), categories)
-        for w in (which, *(w for w in SHOWN if w != which))
-    }
-    return lists[which]
+    wanted = stored_facts(records, f"{stored}-{which}", variant(which), categories)
+    if worked:  # folded now: the other filters' lists are stored with it
+        for other in SHOWN:
+            stored_facts(records, f"{stored}-{other}", variant(other), categories)
+    return wanted
 
 
 # ---- allergies ---------------------------------------------------------------------------
@@ -410,9 +410,10 @@ class Allergy:
     apart: tuple[int, ...] = ()  # records the patient said are not this one (to join again)
 
 
-def allergies(records: Records) -> list[Allergy]:
-    """Allergies and intolerances, active ones (high risk first) before the rest; the same
-    allergy from several sources once, with any disagreement on whether it is current."""
+def allergies(records: Records, show: str = "all") -> list[Allergy]:
+    """Allergies and intolerances, active ones (high risk first) before the rest (`current`:
+    only those any source says are active); the same allergy from several sources once,
+    with any disagreement on whether it is current."""
 
     def order(fact: Fact) -> tuple[bool, bool, str]:
         shown = fact.row
@@ -425,7 +426,7 @@ def allergies(records: Records) -> list[Allergy]:
         ["allergies"],
         ("identifier", "code", "criticality"),
         _allergy_active,
-        "all",
+        show,
         order=order,
     ).all()
     return folded_facts(

@@ -47,7 +47,7 @@ def summary(records: Records, now: datetime) -> Summary:
         problem_count=problem_count(records, "active"),
         medications=medications(records, "current", SHOWN),
         medication_count=medication_count(records, "current"),
-        allergies=[a for a in allergies(records) if a.active],
+        allergies=allergies(records, "current"),
         vitals=vitals.latest_vitals(records),
         labs=labs.recent_results(records, SHOWN),
         immunizations=latest_vaccines,
