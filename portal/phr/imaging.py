@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from portal.phr import merge
+from portal.models import FhirRecord
+from portal.phr import facts, merge
 from portal.phr.records import Page, Records, Row
 from portal.phr.words import concept_text, date_text
 
@@ -31,21 +32,30 @@ class Study:
 def studies(records: Records, page: int = 1, size: int = 25) -> Page[Study]:
     """Imaging studies, newest first, each with the report linked to it; one study sent by
     several sources (same identifier, else same kind at the same moment) once."""
-    return merge.listing(
-        records,
-        ["imaging"],
-        page,
-        size,
-        lambda facts: _studies(records, facts),
-        stored="imaging",
-        elements=ELEMENTS,
-        same=merge.same_moment,
-    )
+    found = _stored(records)
+    number = min(max(1, page), max(1, -(-found.total // size)))
+    chosen = found.slice((number - 1) * size, number * size)
+    report = {e.ids[0]: e.data for e in chosen}
+    shown = merge.read(records, ["imaging"], chosen, ELEMENTS)
+    items = [merge.marked(records, f, _study(records, f.row, report.get(f.row.id))) for f in shown]
+    return Page(items, number, size, found.total)
 
 
-def _studies(records: Records, facts: list[merge.Fact]) -> list[Study]:
-    reports = _reports(records, [f.row for f in facts])
-    return [merge.marked(records, f, _study(records, f.row, reports)) for f in facts]
+def _stored(records: Records) -> facts.Folded:
+    """The studies folded, each with what its linked report says, when the record changed
+    (portal.phr.facts): a page reads only its studies, not every report."""
+
+    def compute() -> list[facts.Entry]:
+        rows = records.rows(["imaging"], elements=merge.KEY_ELEMENTS)
+        found = merge.fold(records, rows, same=merge.same_moment)
+        reports = _reports(records, [f.row for f in found])
+        return merge.entries(found, lambda f: reports.get((f.row.connection_id, f.row.ref)))
+
+    return facts.folded(records, "imaging", compute)
+
+
+# A report that names imaging studies.
+WITH_STUDIES = FhirRecord.raw["imagingStudy"].as_string().is_not(None)
 
 
 def _reports(records: Records, studies: list[Row]) -> dict[tuple[int, str], str]:
@@ -54,7 +64,7 @@ def _reports(records: Records, studies: list[Row]) -> dict[tuple[int, str], str]
         return {}
     wanted = {(s.connection_id, s.ref) for s in studies}
     found: dict[tuple[int, str], str] = {}
-    for report in records.rows(["reports"], elements=REPORT_ELEMENTS):
+    for report in records.rows(["reports"], where=[WITH_STUDIES], elements=REPORT_ELEMENTS):
         for link in report.raw.get("imagingStudy") or []:
             key = (
                 report.connection_id,
@@ -70,7 +80,7 @@ def _reports(records: Records, studies: list[Row]) -> dict[tuple[int, str], str]
     return found
 
 
-def _study(records: Records, row: Row, reports: dict[tuple[int, str], str]) -> Study:
+def _study(records: Records, row: Row, report: str | None) -> Study:
     raw = row.raw
     series = [s for s in raw.get("series") or [] if isinstance(s, dict)]
     modalities = [_coding_text(m) for m in raw.get("modality") or []]
@@ -90,7 +100,7 @@ def _study(records: Records, row: Row, reports: dict[tuple[int, str], str]) -> S
         modalities=kinds,
         body_sites=tuple(dict.fromkeys(s for s in sites if s)),
         images=images if isinstance(images, int) and not isinstance(images, bool) else None,
-        report=reports.get((row.connection_id, row.ref)),
+        report=report,
         source=records.source(row),
     )
 

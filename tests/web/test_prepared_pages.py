@@ -181,8 +181,13 @@ def test_after_a_sync_no_records_page_folds_or_reads_a_whole_section(
     visit's own page) is a query of the stored facts and a render, even when it was not
     prepared itself: it stores no folded list and reads no section whole."""
     with app.app_context():
-        account_id = brant_at_both(db.session).account.id  # two clinics: facts are folded
+        account = brant_at_both(db.session).account  # two clinics: facts are folded
+        # A third with imaging studies, reports, bills: every section has something.
+        f.add_bundle(
+            db.session, f.make_connection(db.session, account, "Hill Clinic"), "fletcher_hyatt"
+        )
         db.session.commit()
+        account_id = account.id
     prepare_record(app, account_id)  # as a sync's end does
     with app.app_context():
         db.session.execute(sa.delete(PageSnapshot))  # each page built, not served prepared
@@ -215,6 +220,7 @@ def test_after_a_sync_no_records_page_folds_or_reads_a_whole_section(
                 linked.append(href)
     assert "/records/visits?page=2" in linked and "/records/problems?show=all" in linked
     assert "/records/labs/panels" in linked
+    assert "imaging studies, newest first" in client.get("/records/imaging").text
     assert any("/labs/test/" in h for h in linked) and any("/vitals/" in h for h in linked)
     for path in linked:
         assert client.get(path).status_code == 200, path
