@@ -53,7 +53,7 @@ ELEMENTS = (
 # `vital-sign`): a patient looks for them among their results, not only inside a visit.
 RESULTS = ("labs", "observations")
 TESTS_PER_PAGE = 6
-CHART_POINTS = 30  # the overview charts each test's latest results; its own page has them all
+CHART_POINTS = 30  # the overview charts each test's latest results; its own page more
 RECENT_IN_CARD = 3
 RESULTS_PER_PAGE = 50  # a test's own page lists its results a page at a time
 HISTORY_CHARTED = 200  # and charts its latest this many

@@ -27,7 +27,7 @@ from portal.phr.words import (
 BP_PANELS = ("85354-9", "55284-4")
 SYSTOLIC, DIASTOLIC = "8480-6", "8462-4"
 RECENT_IN_CARD = 5
-CHART_POINTS = 60  # the overview charts each kind's latest readings; its own page has them all
+CHART_POINTS = 30  # the overview charts each kind's latest readings (as labs); its own page more
 ELEMENTS = (
     "effectiveDateTime",
     "valueQuantity",

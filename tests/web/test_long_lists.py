@@ -199,6 +199,6 @@ def test_a_vital_signs_readings_are_paged_each_once_under_a_bounded_chart(
     assert len(listed) == 70 and all(re.fullmatch(r"12\d/80 mmHg", t) for t in listed)
     overview = client.get("/records/vitals").text
     assert "Show all 120 readings" in overview and "Show all 70 readings" in overview
-    assert "The chart shows the latest 60 of 120 readings." in overview
+    assert "The chart shows the latest 30 of 120 readings." in overview
     summary = client.get("/records/").text
     assert "79 kg" in summary and "126/80 mmHg" in summary
