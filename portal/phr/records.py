@@ -232,7 +232,6 @@ class Records:
         where: Iterable[sa.ColumnElement[bool]] = (),
         oldest_first: bool = False,
         limit: int | None = None,
-        offset: int = 0,
         elements: Sequence[str] | None = None,
     ) -> list[Row]:
         """Visible rows of these categories, newest first (undated last).
@@ -250,7 +249,7 @@ class Records:
                 FhirRecord.effective_at.desc().nulls_last(), FhirRecord.id.desc()
             )
         if limit is not None:
-            query = query.limit(limit).offset(offset)
+            query = query.limit(limit)
         return [_row(r, elements) for r in self._execute(query)]
 
     def _ranked(self, categories: Sequence[str], where: Iterable[sa.ColumnElement[bool]]) -> Any:
@@ -311,29 +310,6 @@ class Records:
             return 0
         query = self._scope(sa.select(sa.func.count()), categories).where(*where)
         return int(self.session.scalar(query) or 0)
-
-    def page(
-        self,
-        categories: Sequence[str],
-        number: int,
-        size: int,
-        *,
-        where: Iterable[sa.ColumnElement[bool]] = (),
-        elements: Sequence[str] | None = None,
-    ) -> tuple[list[Row], int, int]:
-        """(rows, page number clamped to the last page, total) of one page."""
-        where = list(where)
-        total = self.count(categories, where=where)
-        pages = max(1, math.ceil(total / size))
-        number = min(max(1, number), pages)
-        rows = self.rows(
-            categories,
-            where=where,
-            limit=size,
-            offset=(number - 1) * size,
-            elements=elements,
-        )
-        return rows, number, total
 
     def resolve(self, pairs: Iterable[tuple[int, str | None]]) -> dict[tuple[int, str], Row]:
         """Referenced resources, by (connection id, `Type/id`): references stay within an EHR."""
