@@ -36,10 +36,19 @@ WIDTHS = [("390px", PHONE), ("1280px", DESKTOP)]
 # The portal's stylesheet applies (the skip link is moved off screen by it).
 STYLED = "() => getComputedStyle(document.querySelector('.skip-link') || document.body).position"
 STYLED += " === 'absolute' || !document.querySelector('.skip-link')"
-RUN_AXE = """async (tags) => {
+# Null when the page was not styled when axe began or ended (a page watching a sync replaced
+# itself in between): it is checked again, as the patient sees it.
+STYLED_NOW = STYLED.replace("() => ", "")
+RUN_AXE = (
+    """async (tags) => {
+  const styled = () => ("""
+    + STYLED_NOW
+    + """);
+  if (!styled()) return null;
   const result = await axe.run(document, {
     runOnly: {type: 'tag', values: tags}, resultTypes: ['violations'],
   });
+  if (!styled()) return null;
   return result.violations.map(v => ({
     id: v.id, impact: v.impact, help: v.help,
     nodes: v.nodes.slice(0, 4).map(n => n.target.join(' ') + ' :: ' + (n.failureSummary || '')
@@ -47,6 +56,7 @@ RUN_AXE = """async (tags) => {
     count: v.nodes.length,
   }));
 }"""
+)
 
 
 @dataclass
@@ -74,13 +84,16 @@ class Audit:
 
     @staticmethod
     def _run(page: Page) -> list[dict[str, Any]]:
-        page.wait_for_load_state("load")
-        page.wait_for_function(STYLED)  # judged as the patient sees it, with the stylesheet
-        menu = page.locator("details.records-menu")
-        if menu.count() and menu.is_visible():
-            menu.evaluate("d => { d.open = true }")  # its links are checked too
-        found: list[dict[str, Any]] = page.evaluate(RUN_AXE, TAGS)
-        return found
+        for _ in range(5):
+            page.wait_for_load_state("load")
+            page.wait_for_function(STYLED)  # judged as the patient sees it, with the stylesheet
+            menu = page.locator("details.records-menu")
+            if menu.count() and menu.is_visible():
+                menu.evaluate("d => { d.open = true }")  # its links are checked too
+            found: list[dict[str, Any]] | None = page.evaluate(RUN_AXE, TAGS)
+            if found is not None:
+                return found
+        raise AssertionError(f"{page.url} kept replacing itself while axe checked it")
 
     def assert_clean(self) -> None:
         assert not self.found, f"{len(self.found)} WCAG 2.2 AA violations:\n" + "\n".join(
