@@ -10,6 +10,7 @@ from typing import Any
 from flask import Flask, Response, current_app
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from portal import jobs
 from portal.config import instance_path, load_config
 from portal.extensions import csrf, db, htmx, limiter
 
@@ -36,6 +37,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             app.wsgi_app, x_for=app.config["TRUSTED_PROXY_COUNT"]
         )
     db.init_app(app)
+    jobs.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)
     htmx.init_app(app)

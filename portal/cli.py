@@ -212,6 +212,23 @@ def sandbox_serve(slug: str, port: int, host: str) -> None:
     serve_all([(host, port, _instance(slug, port))])
 
 
+@main.command("worker")
+@click.option("--threads", default=4, show_default=True, help="Jobs run at once.")
+@with_appcontext
+def worker(threads: int) -> None:
+    """Run background jobs (syncs, mail...) from the queue until SIGINT/SIGTERM."""
+    from portal import jobs
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    app = current_app._get_current_object()  # type: ignore[attr-defined]  # the proxied app
+    if app.config.get("JOBS_EAGER"):
+        raise click.UsageError("JOBS_EAGER runs every job in-process: no worker is needed")
+    consumer = jobs.huey_of(app).create_consumer(
+        workers=threads, worker_type="thread", max_delay=jobs.POLL_AT_MOST
+    )
+    consumer.run()  # its own signal handling: a graceful stop lets running jobs finish
+
+
 # --- demo -----------------------------------------------------------------------------------
 @main.command("demo")
 @click.option("--port", default=5000, show_default=True, help="Portal port.")
@@ -263,4 +280,4 @@ def demo(port: int, ehr_port: int, host: str) -> None:
     click.echo("  Demo patient logins are listed on each EHR's sign-in page.")
     click.echo("  Press Ctrl+C to stop.\n")
     sys.stdout.flush()
-    serve_all([(host, port, app), *((host, p, a) for p, a in ehrs)])
+    serve_all([(host, port, app), *((host, p, a) for p, a in ehrs)], jobs_of=app)

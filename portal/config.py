@@ -62,8 +62,8 @@ DEFAULTS: dict[str, Any] = {
     "MAIL_SMTP_USER": None,
     "MAIL_SMTP_PASSWORD": None,
     "MAIL_SMTP_STARTTLS": True,
-    # Background work (portal.jobs): threads per process; tests run it inline (JOBS_EAGER).
-    "JOBS_MAX_WORKERS": 2,
+    # Background jobs (portal.jobs): on Redis with REDIS_URL, else a SQLite file in the
+    # instance folder; the tests run each one in-process when enqueued (JOBS_EAGER).
     "JOBS_EAGER": False,
     # What one sync reads from an EHR at most; more ends it as incomplete, keeping what came.
     "SYNC_MAX_PAGES_PER_SEARCH": 1000,

@@ -35,9 +35,13 @@ def freeze_startup_objects() -> None:
     gc.freeze()
 
 
-def serve_all(apps: Sequence[tuple[str, int, Flask]]) -> None:
-    """Serve each (host, port, app) in its own thread until SIGINT/SIGTERM."""
+def serve_all(apps: Sequence[tuple[str, int, Flask]], jobs_of: Flask | None = None) -> None:
+    """Serve each (host, port, app) in its own thread until SIGINT/SIGTERM; `jobs_of`: the
+    app whose background jobs this process runs too (the demo: no separate worker)."""
+    from portal import jobs
+
     freeze_startup_objects()
+    consumer = jobs.start_consumer(jobs_of) if jobs_of is not None else None
     servers: list[BaseWSGIServer] = [
         make_server(host, port, app, threaded=True, request_handler=RedactingRequestHandler)
         for host, port, app in apps
@@ -50,8 +54,10 @@ def serve_all(apps: Sequence[tuple[str, int, Flask]]) -> None:
     def _stop(_sig: int, _frame: FrameType | None) -> None:
         stop.set()
 
-    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGTERM, _stop)  # after the consumer's own: one stop for all
     signal.signal(signal.SIGINT, _stop)
     stop.wait()
     for s in servers:
         s.shutdown()
+    if consumer is not None:
+        consumer.stop(graceful=True)  # a job cut short is delivered again next start

@@ -15,6 +15,7 @@ from flask import Flask, current_app
 from portal.accounts import service
 from portal.db import transaction
 from portal.extensions import db
+from portal.jobs import job
 from portal.notify.mail import Mailer, Message, build_mailer
 
 
@@ -43,6 +44,10 @@ def _send(to: str, subject: str, template: str, **context: Any) -> None:
     mailer(current_app).send(Message(to=to, subject=subject, body=body))
 
 
+SIGNUP, RESET = "mail.signup", "mail.reset"  # the jobs (portal.jobs) that send them
+
+
+@job(SIGNUP, retries=4, delay=30, backoff=2)  # a mail server down for minutes
 def send_signup_mail(email: str, token: str) -> None:
     """Mail the confirmation link; or, when the email has an account, tell its owner."""
     app = current_app
@@ -65,6 +70,7 @@ def send_signup_mail(email: str, token: str) -> None:
         )
 
 
+@job(RESET, retries=4, delay=30, backoff=2)
 def send_reset_mail(email: str) -> None:
     """Store a reset token and mail its link, when the email has an account."""
     app = current_app

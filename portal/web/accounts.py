@@ -6,8 +6,6 @@ differs is only the mail, sent off the request path (portal.web.account_mail).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from flask import (
     Blueprint,
     current_app,
@@ -79,12 +77,6 @@ def _signin_limit() -> str:
     return str(current_app.config["SIGNIN_RATE_LIMIT"])
 
 
-def _after_commit(func: Callable[..., object], *args: object) -> None:
-    """Run `func(*args)` in the background once this request has committed."""
-    app = current_app._get_current_object()  # type: ignore[attr-defined]  # the proxied app
-    db.after_commit(lambda: jobs.submit(app, func, *args))
-
-
 @bp.route("/signup", methods=["GET", "POST"])
 @limiter.limit(_signin_limit, methods=["POST"])
 def signup():
@@ -101,7 +93,7 @@ def signup():
         except service.AccountError as exc:
             form.password.errors = [str(exc)]
         else:
-            _after_commit(account_mail.send_signup_mail, email, token)
+            jobs.later(account_mail.SIGNUP, email, token)
             return render_template("accounts/signup_sent.html", email=email)
     return render_template("accounts/signup.html", form=form), 400 if form.errors else 200
 
@@ -167,7 +159,7 @@ def reset_request():
     if form.validate_on_submit():
         # The lookup, the token and the mail all happen off the request path, so neither
         # the answer nor its timing tells whether the email has an account.
-        _after_commit(account_mail.send_reset_mail, form.email.data or "")
+        jobs.later(account_mail.RESET, form.email.data or "")
         return render_template("accounts/reset_sent.html")
     status = 400 if form.errors else 200
     return render_template("accounts/reset_request.html", form=form), status

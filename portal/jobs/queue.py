@@ -1,0 +1,133 @@
+"""The job queue: one Huey instance per app, each declared kind of job a Huey task on it."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar
+
+from flask import Flask, current_app
+from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey
+from huey.consumer import Consumer
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+EXTENSION = "portal.jobs"
+
+
+@dataclass(frozen=True)
+class Job:
+    """A kind of background work and how it is retried: `retries` more attempts, the first
+    after `delay` seconds, each later one `backoff` times longer."""
+
+    kind: str
+    func: Callable[..., object]
+    retries: int = 0
+    delay: float = 0
+    backoff: float = 1.0
+
+
+# Every kind declared (by the modules that do the work), registered on each app's queue.
+KINDS: dict[str, Job] = {}
+
+
+def job(
+    kind: str, *, retries: int = 0, delay: float = 0, backoff: float = 1.0
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Declare `func` as the job `kind` (it stays a plain function, callable directly)."""
+
+    def declare(func: Callable[P, R]) -> Callable[P, R]:
+        if kind in KINDS and KINDS[kind].func is not func:
+            raise ValueError(f"job kind {kind!r} is declared twice")
+        KINDS[kind] = Job(kind, func, retries, delay, backoff)
+        return func
+
+    return declare
+
+
+@dataclass
+class _Queue:
+    huey: Huey
+    tasks: dict[str, Any]
+
+
+def init_app(app: Flask) -> None:
+    """This app's queue (see the package's docstring for where jobs go)."""
+    name = f"{app.config['REDIS_KEY_PREFIX']}jobs"
+    huey: Huey
+    if app.config.get("JOBS_EAGER"):
+        huey = MemoryHuey(name, immediate=True, results=False)
+    elif app.config.get("REDIS_URL"):
+        huey = RedisHuey(name, url=app.config["REDIS_URL"], results=False)
+    else:
+        path = os.path.join(app.instance_path, "jobs.sqlite3")
+        os.makedirs(app.instance_path, exist_ok=True)
+        huey = SqliteHuey(name, filename=path, results=False)
+    app.extensions[EXTENSION] = _Queue(huey, {})
+
+
+def huey_of(app: Flask) -> Huey:
+    return _state(app).huey
+
+
+def _state(app: Flask) -> _Queue:
+    state: _Queue = app.extensions[EXTENSION]
+    for kind in KINDS.values():  # kinds declared after the app was made (imports) too
+        if kind.kind not in state.tasks:
+            state.tasks[kind.kind] = _register(app, state.huey, kind)
+    return state
+
+
+def _register(app: Flask, huey: Huey, kind: Job) -> Any:
+    def run(*args: Any) -> None:
+        with app.app_context():
+            kind.func(*args)
+
+    run.__name__ = kind.kind
+    return huey.task(
+        retries=kind.retries,
+        retry_delay=kind.delay,
+        retry_backoff=kind.backoff if kind.backoff != 1.0 else 0,
+        name=kind.kind,
+    )(run)
+
+
+def enqueue(app: Flask, kind: str, *args: Any) -> None:
+    """Put a job on the queue now (callers inside a request use `later`)."""
+    if kind not in KINDS:
+        raise KeyError(f"no job kind {kind!r}")
+    _state(app).tasks[kind](*args)
+
+
+def later(kind: str, *args: Any) -> None:
+    """Enqueue the job once this request's one commit has succeeded (never if it rolls
+    back): the job then sees what the request stored."""
+    from portal.extensions import db
+
+    if kind not in KINDS:
+        raise KeyError(f"no job kind {kind!r}")
+    app = current_app._get_current_object()  # type: ignore[attr-defined]  # the proxied app
+    db.after_commit(lambda: enqueue(app, kind, *args))
+
+
+def run_now(app: Flask, kind: str, *args: Any) -> None:
+    """Run a job here and now, in an app context (commands and sweeps that already hold it)."""
+    with app.app_context():
+        KINDS[kind].func(*args)
+
+
+def start_consumer(app: Flask, workers: int = 2) -> Consumer:
+    """Run this app's jobs in this process: worker threads and the scheduler (for `portal
+    demo`, and `portal worker`, which then waits on it). Call from the main thread."""
+    consumer = _state(app).huey.create_consumer(
+        workers=workers, worker_type="thread", max_delay=POLL_AT_MOST
+    )
+    consumer.start()
+    return consumer
+
+
+POLL_AT_MOST = 1.0  # seconds an idle in-process worker waits between looks at the queue
