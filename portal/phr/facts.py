@@ -20,17 +20,16 @@ Callers check access first (`portal.phr.access`); the lists are health data like
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from portal import build
 from portal.db import upsert_insert, utcnow
 from portal.models import FactItem, FactList
 from portal.phr import preferences
@@ -196,7 +195,7 @@ def _digest(records: Records, name: str, params: Sequence[object]) -> str:
     sections = "*" if view.sections is None else ",".join(sorted(view.sections))
     splits = sorted(tuple(sorted(pair)) for pair in records.splits)
     parts = [
-        _code(),
+        build.build_id(),  # the folding code itself: a deploy that changes a rule folds again
         name,
         snapshots.version(view),
         sections,
@@ -213,12 +212,3 @@ def _param(value: object) -> str:
     if isinstance(value, sa.ClauseElement):
         return str(value.compile(compile_kwargs={"literal_binds": True}))
     return repr(value)
-
-
-@functools.cache
-def _code() -> str:
-    """The folding code itself: a deploy that changes a rule folds again."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("**/*.py")):
-        digest.update(path.name.encode() + path.read_bytes())
-    return digest.hexdigest()

@@ -6,10 +6,7 @@ template: an htmx fragment bypasses template conditions), then the domain, then 
 
 from __future__ import annotations
 
-import functools
-import hashlib
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,6 +26,7 @@ from jinja2_fragments.flask import render_block
 from markupsafe import Markup
 from werkzeug.exceptions import NotFound
 
+from portal.build import build_id as portal_build_id
 from portal.db import utcnow
 from portal.extensions import db
 from portal.models import EhrConnection, SyncRun
@@ -104,20 +102,6 @@ def _records(record: RecordView, section: str | None) -> Records:
     return Records(db.session, record)
 
 
-@functools.cache
-def _build_id(root: str, templates: str) -> str:
-    """The code and templates that draw records pages: a deploy makes prepared pages miss."""
-    digest = hashlib.sha256()
-    for folder, pattern in (
-        (templates, "**/*.html"),
-        (root, "phr/**/*.py"),
-        (root, "web/records.py"),
-    ):
-        for path in sorted(Path(folder).glob(pattern)):
-            digest.update(path.name.encode() + path.read_bytes())
-    return digest.hexdigest()
-
-
 def _page(
     records: Records,
     template: str,
@@ -136,7 +120,7 @@ def _page(
     fragment = wants_fragment()
     part = block if fragment else "records_main"
     today = localtime.today(utcnow())  # the patient's day (ages, "current")
-    build_id = _build_id(str(Path(__file__).parent.parent), _templates_folder())
+    build_id = portal_build_id()  # a deploy makes prepared pages miss
     # What the clinics' syncs say of each section is part of the page, as the records are.
     answers = availability.version(records)
     key = snapshots.key(records.view, build_id, today, (template, part, answers, *params))
@@ -190,10 +174,6 @@ def _url(endpoint: str) -> str:
 def _rendered(html: str) -> Markup:
     """HTML our own autoescaping templates produced (never record text itself)."""
     return Markup(html)  # noqa: S704  # rendered by autoescaping templates, not raw input
-
-
-def _templates_folder() -> str:
-    return str(Path(current_app.root_path, current_app.template_folder or "templates"))
 
 
 def prepare_pages(app: Flask, run_id: int) -> int:
