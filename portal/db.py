@@ -96,6 +96,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         kwargs.setdefault("connect_args", {"timeout": 30, "check_same_thread": False})
     # Bound parameters are FHIR JSON: keep them out of error messages and logs.
     kwargs.setdefault("hide_parameters", True)
+    if not url.startswith("sqlite"):
+        # A server that dropped its connections (a restart, a failover, an idle timeout):
+        # each pooled one is checked before use and replaced, so no request sees it fail.
+        kwargs.setdefault("pool_pre_ping", True)
     engine = sa.create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
 
