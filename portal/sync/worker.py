@@ -1,30 +1,28 @@
-"""Where syncs run: a daemon thread started by the web layer, and a sweep for the CLI.
+"""Where syncs run: the `sync.run` job (portal.jobs) a request enqueues after its commit, and
+a sweep for the CLI.
 
-Several gunicorn workers may run these at once; claims in the database decide who runs what.
+Several workers may run these at once; claims in the database decide who runs what.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Callable
 from datetime import timedelta
 
 import sqlalchemy as sa
-from flask import Flask
+from flask import Flask, current_app
 from sqlalchemy.orm import Session, sessionmaker
 
 from portal.db import utcnow
 from portal.extensions import db
+from portal.jobs import job
 from portal.models import SyncRun
 from portal.smart.settings import EXTENSION, SmartSettings
 from portal.smart.settings import init_app as init_smart
 from portal.sync.engine import SyncSettings, new_owner, run
 
 log = logging.getLogger(__name__)
-
-VISIBLE_TIMEOUT = 10.0  # how long a thread waits for the request that queued its run to commit
 
 
 def sync_settings(app: Flask) -> SyncSettings:
@@ -46,57 +44,30 @@ def sync_settings(app: Flask) -> SyncSettings:
     )
 
 
-def start_in_background(
-    app: Flask, run_id: int, after: Callable[[int], object] | None = None
-) -> threading.Thread:
-    """Run a queued sync in a daemon thread of this process (call after `enqueue`).
-
-    `after(run_id)` runs in the same thread once the sync has ended, whatever its outcome
-    (the web layer prepares the records pages there).
-    """
-    factory = db.sessionmaker(app)
-    settings = sync_settings(app)
-    thread = threading.Thread(
-        target=_background,
-        args=(factory, run_id, settings, after),
-        name=f"sync-{run_id}",
-        daemon=True,
-    )
-    thread.start()
-    return thread
+# What follows a run that ended (the web layer prepares the records pages): (app, run id).
+_AFTER_RUN: list[Callable[[Flask, int], object]] = []
 
 
-def _background(
-    factory: sessionmaker[Session],
-    run_id: int,
-    settings: SyncSettings,
-    after: Callable[[int], object] | None,
-) -> None:
-    try:
-        if not _wait_until_visible(factory, run_id):
-            log.warning("sync run %s never became visible; the sweep will pick it up", run_id)
-            return
-        status = run(factory, run_id, new_owner(), settings=settings)
-    except Exception:
-        log.exception("background sync run %s failed", run_id)
-        return
-    if after is not None and status is not None:
+def on_run_ended(hook: Callable[[Flask, int], object]) -> None:
+    """Call `hook(app, run_id)` in the job once a run has ended, whatever its outcome."""
+    if hook not in _AFTER_RUN:
+        _AFTER_RUN.append(hook)
+
+
+@job("sync.run", retries=3, delay=15, backoff=2)
+def run_queued(run_id: int) -> None:
+    """The job of a queued run. Running it twice changes nothing: the run is claimed (a
+    second delivery finds it claimed, or ended, and returns); a worker that died leaves a
+    lease that expires, and the run is taken over."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]  # the proxied app
+    status = run(db.sessionmaker(app), run_id, new_owner(), settings=sync_settings(app))
+    if status is None:
+        return  # another worker has it
+    for hook in _AFTER_RUN:
         try:
-            after(run_id)
-        except Exception:
+            hook(app, run_id)
+        except Exception:  # the run stands; a page is built when first asked for
             log.exception("after sync run %s", run_id)
-
-
-def _wait_until_visible(factory: sessionmaker[Session], run_id: int) -> bool:
-    """The request that queued the run may not have committed yet: wait for its row."""
-    deadline = time.monotonic() + VISIBLE_TIMEOUT
-    while True:
-        with factory() as session:
-            if session.get(SyncRun, run_id) is not None:
-                return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
 
 
 def runnable_runs(

@@ -6,8 +6,6 @@ no request parameter can choose the account or the patient.
 
 from __future__ import annotations
 
-import functools
-
 import sqlalchemy as sa
 from flask import (
     Blueprint,
@@ -24,6 +22,7 @@ from flask import (
 )
 from werkzeug.exceptions import HTTPException
 
+from portal import jobs
 from portal.extensions import config_limit, db, limiter
 from portal.models import Account, EhrConnection, EhrServer, SessionKind
 from portal.phr.access import Action
@@ -33,8 +32,8 @@ from portal.smart.errors import SmartError, failure_reference
 from portal.smart.oauth import begin, complete, new_browser_binding
 from portal.smart.tokens import connect, disconnect, find_or_create_account_for_launch
 from portal.sync import status as sync_status
+from portal.sync import worker as sync_worker
 from portal.sync.engine import enqueue
-from portal.sync.worker import start_in_background
 from portal.web import records
 from portal.web.auth import (
     current_account,
@@ -187,11 +186,13 @@ def _begin_launch_session(account: Account, connection: EhrConnection) -> None:
 
 
 def _sync_in_background(run_id: int) -> None:
-    """Once the request has committed the run, fetch in a thread of this process; the records
-    pages are prepared when it ends."""
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    after = functools.partial(records.prepare_pages, app)
-    db.after_commit(functools.partial(start_in_background, app, run_id, after=after))
+    """Once the request has committed the run, fetch on the job queue; the records pages
+    are prepared when it ends."""
+    jobs.later("sync.run", run_id)
+
+
+# Wherever the job runs (a worker process builds the app too), it prepares the pages.
+sync_worker.on_run_ended(records.prepare_pages)
 
 
 def _own_connection(connection_id: int, action: Action | None = None) -> EhrConnection:

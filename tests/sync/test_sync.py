@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
+from portal import jobs
 from portal.db import transaction, utcnow
 from portal.models import EhrConnection, EhrServer, FhirRecord, QuarantinedResource, SyncRun
 from portal.sandbox.fhir.store import add_resource
@@ -22,7 +23,7 @@ from portal.smart import scopes
 from portal.smart.errors import NotConnected, ReconnectNeeded
 from portal.smart.settings import SmartSettings
 from portal.sync.engine import SyncSettings, enqueue, latest_run, run
-from portal.sync.worker import run_pending, start_in_background
+from portal.sync.worker import run_pending
 from tests.live import (
     Browser,
     CuttingProxy,
@@ -558,21 +559,37 @@ def test_reconnect_needed_connection_is_not_synced(factory, conn: int) -> None:
         enqueue(session, conn)
 
 
-def test_start_in_background(
+def test_the_sync_job_runs_a_queued_run_and_running_it_again_changes_nothing(
     app: Flask, factory, conn: int, smart: SmartSettings, live_ehr: LiveEhr
 ) -> None:
+    """A job delivered twice (a worker killed after the run ended, before it said so): the
+    second finds the run ended and neither fetches nor stores anything again."""
     app.extensions["smart"] = smart
     app.config["SYNC_PAGE_SIZE"] = 25
     with transaction(factory) as session:
         run_id = enqueue(session, conn).id
-    thread = start_in_background(app, run_id)
-    thread.join(timeout=30)
-    assert not thread.is_alive()
+    jobs.run_now(app, "sync.run", run_id)
     with factory() as session:
         found = session.get(SyncRun, run_id)
         assert found and found.status == "complete"
+        ended, stored = (
+            found.finished_at,
+            session.scalar(
+                sa.select(sa.func.max(FhirRecord.fetched_at)).where(
+                    FhirRecord.connection_id == conn
+                )
+            ),
+        )
     counts = count_by_type(factory, conn)
     assert {t: n for t, n in counts.items() if t in PATIENT_TYPES} == expected_counts(live_ehr)
+    jobs.run_now(app, "sync.run", run_id)
+    with factory() as session:
+        again = session.get(SyncRun, run_id)
+        assert again and again.status == "complete" and again.finished_at == ended
+        assert stored == session.scalar(
+            sa.select(sa.func.max(FhirRecord.fetched_at)).where(FhirRecord.connection_id == conn)
+        )
+    assert count_by_type(factory, conn) == counts
 
 
 # --- connections reset in the middle of a page ---------------------------------------------------

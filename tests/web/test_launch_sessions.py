@@ -141,8 +141,8 @@ def test_a_launch_session_refreshes_its_clinic_but_no_other(
     client: FlaskClient, patient: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     started: list[int] = []
-    monkeypatch.setattr(
-        "portal.web.connect.start_in_background", lambda app, run, after: started.append(run)
+    monkeypatch.setattr(  # the sync job is enqueued, not run
+        "portal.jobs.queue.enqueue", lambda _app, _kind, run: started.append(run)
     )
     launched(client, patient)
     assert client.post(f"/connections/{patient['beta']}/sync").status_code == 403
@@ -259,7 +259,7 @@ def test_an_ehr_launch_begins_a_launch_session_under_a_new_id(
     fake_ehr: FakeEhr,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("portal.web.connect.start_in_background", lambda *a, **k: None)
+    monkeypatch.setattr("portal.jobs.queue.enqueue", lambda *a: None)  # no sync
     fake_ehr.token = patient_token(fake_ehr)
     client.get("/signin")
     before = client.get_cookie(app.config["SESSION_COOKIE_NAME"]).value
@@ -278,7 +278,7 @@ def test_a_launch_into_an_account_with_a_password_never_opens_it_whole(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The launch finds the account by (EHR, patient, sub); having a password, it stays closed."""
-    monkeypatch.setattr("portal.web.connect.start_in_background", lambda *a, **k: None)
+    monkeypatch.setattr("portal.jobs.queue.enqueue", lambda *a: None)  # no sync
     fake_ehr.token = patient_token(fake_ehr)
     ehr_launch(client, fake_ehr)
     with app.app_context():
