@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from portal.extensions import db
+from portal.models import Account
 from tests.phr import factories as f
 from tests.phr.two_clinics import brant_at_both
 from tests.sessions import begin
@@ -41,6 +43,15 @@ def load(app: Flask, client: FlaskClient, drop: int = 0, **columns: Any) -> list
     return resources
 
 
+def signed_in(app: Flask, client: FlaskClient, make: Callable[[], Account]) -> None:
+    """Store the account `make` builds and sign the client in to it."""
+    with app.app_context():
+        account_id = make().id
+        db.session.commit()
+    with client.session_transaction() as s:
+        begin(s, account_id)
+
+
 def results_of(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
     report = next(r for r in resources if r["resourceType"] == "DiagnosticReport")
     by_ref = {f"Observation/{r['id']}": r for r in resources}
@@ -63,15 +74,7 @@ def test_the_lab_results_page_shows_the_panel_with_its_results_beneath(
 
 
 def test_the_panels_page_lists_every_panel_newest_first(app: Flask, client: FlaskClient) -> None:
-    account_resources = f.resolved_resources(f.bundle("brant_jacobson"))
-    with app.app_context():
-        account = f.make_account(db.session, "Brant")
-        connection = f.make_connection(db.session, account)
-        f.add_resources(db.session, connection, account_resources)
-        db.session.commit()
-        account_id = account.id
-    with client.session_transaction() as s:
-        begin(s, account_id)
+    signed_in(app, client, lambda: f.patient_with(db.session, "brant_jacobson", name="Brant")[0])
     text = words(client.get("/records/labs/panels").text)
     assert "4 panels" in text
     dates = re.findall(
@@ -85,12 +88,7 @@ def test_the_panels_page_lists_every_panel_newest_first(app: Flask, client: Flas
 def test_a_panel_both_clinics_sent_is_listed_and_counted_once(
     app: Flask, client: FlaskClient
 ) -> None:
-    with app.app_context():
-        account = brant_at_both(db.session).account
-        db.session.commit()
-        account_id = account.id
-    with client.session_transaction() as s:
-        begin(s, account_id)
+    signed_in(app, client, lambda: brant_at_both(db.session).account)
     text = words(client.get("/records/labs/panels").text)
     assert "4 panels" in text
     assert text.count("Riverside General Hospital also Lakeside Family Clinic") == 4
