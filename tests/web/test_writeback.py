@@ -3,6 +3,7 @@ without a create grant."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -14,10 +15,11 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from portal.db import transaction
+from portal.jobs import queue
 from portal.models import Account, EhrConnection, EhrServer, WriteBack
 from portal.phr.entries import service
 from portal.phr.entries.catalog import MEASURE_BY_KEY
-from portal.sandbox.models import FhirResource
+from portal.sandbox.models import FhirHistory, FhirResource
 from portal.smart.settings import SmartSettings
 from portal.sync import writeback
 from tests.live import Browser, LiveEhr, Recorder, connected
@@ -32,11 +34,32 @@ def synchronous(
 ) -> None:
     """The page's background send, run before the answer (so the test sees its outcome)."""
 
-    def send_now(_app: Flask, ids: Any) -> None:
-        for i in ids:
-            writeback.send(factory, i, smart)
+    real = queue.enqueue
 
-    monkeypatch.setattr(writeback, "send_in_background", send_now)
+    def send_now(app: Flask, kind: str, *args: Any) -> None:
+        if kind != "writeback.send":
+            return real(app, kind, *args)
+        writeback.send(factory, args[0], smart)  # with the test's SMART settings
+
+    monkeypatch.setattr(queue, "enqueue", send_now)
+
+
+@pytest.fixture(autouse=True)
+def ehr_left_as_found(live_ehr: LiveEhr) -> Iterator[None]:
+    """What these tests send to the live EHR (shared by the run) is removed afterwards: a
+    later test that syncs the same patient finds the record it expects."""
+
+    def present() -> set[str]:
+        with live_ehr.app.app_context(), live_ehr.sandbox_session() as session:
+            return set(session.scalars(sa.select(FhirResource.resource_id)))
+
+    before = present()
+    yield
+    added = present() - before
+    if added:
+        with live_ehr.app.app_context(), live_ehr.sandbox_session() as session:
+            session.execute(sa.delete(FhirHistory).where(FhirHistory.resource_id.in_(added)))
+            session.execute(sa.delete(FhirResource).where(FhirResource.resource_id.in_(added)))
 
 
 def sign_in(factory: sessionmaker[Session], client: FlaskClient, conn: int) -> int:
