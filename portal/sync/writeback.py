@@ -13,18 +13,17 @@ from __future__ import annotations
 
 import copy
 import logging
-import threading
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Flask
+from flask import current_app
 from sqlalchemy.orm import Session, sessionmaker
 
 from portal.db import transaction, utcnow
 from portal.extensions import db
+from portal.jobs import job
 from portal.models import Account, EhrConnection, FhirRecord, WriteBack
 from portal.phr.classify import codes_of
 from portal.phr.entries import service, shapes
@@ -310,21 +309,13 @@ def run_due(
     return {i: send(factory, i, settings) for i in ids}
 
 
-def send_in_background(app: Flask, writeback_ids: Iterable[int]) -> threading.Thread:
-    """Send these write-backs in a daemon thread of this process (after their commit)."""
+@job("writeback.send", retries=2, delay=30, backoff=2)
+def send_queued(writeback_id: int) -> None:
+    """The job of an entry the patient sent to a clinic (enqueued after its commit). The
+    clinic's refusals and outages are the write-back's own state, retried by `due` with its
+    own backoff; the queue retries only an error that escaped. Delivered twice, it sends
+    once: `send` claims the write-back first."""
     from portal.smart.settings import EXTENSION
 
-    factory = db.sessionmaker(app)
-    settings = app.extensions.get(EXTENSION)
-    ids = list(writeback_ids)
-
-    def work() -> None:
-        for i in ids:
-            try:
-                send(factory, i, settings)
-            except Exception:
-                log.exception("write-back %s failed", i)
-
-    thread = threading.Thread(target=work, name=f"write-back-{ids[:1]}", daemon=True)
-    thread.start()
-    return thread
+    app = current_app._get_current_object()  # type: ignore[attr-defined]  # the proxied app
+    send(db.sessionmaker(app), writeback_id, app.extensions.get(EXTENSION))

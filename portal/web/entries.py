@@ -6,13 +6,11 @@ opening their own record and that the entry is one of theirs (`entries.entry_of`
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from flask import (
     Blueprint,
     abort,
-    current_app,
     flash,
     redirect,
     render_template,
@@ -21,6 +19,7 @@ from flask import (
 )
 from werkzeug.wrappers import Response
 
+from portal import jobs
 from portal.db import utcnow
 from portal.extensions import db
 from portal.models import Account
@@ -166,8 +165,7 @@ def send(record_id: int, connection_id: int) -> Response:
     except writeback.NotAllowed as exc:
         flash(str(exc))
         return redirect(url_for("entries.show", record_id=record_id))
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    db.after_commit(functools.partial(writeback.send_in_background, app, [queued.id]))
+    jobs.later("writeback.send", queued.id)
     flash("Sending it to your clinic. This page shows how it went.")
     return redirect(url_for("entries.show", record_id=record_id))
 
