@@ -223,10 +223,8 @@ def worker(threads: int) -> None:
     app = current_app._get_current_object()  # type: ignore[attr-defined]  # the proxied app
     if app.config.get("JOBS_EAGER"):
         raise click.UsageError("JOBS_EAGER runs every job in-process: no worker is needed")
-    consumer = jobs.huey_of(app).create_consumer(
-        workers=threads, worker_type="thread", max_delay=jobs.POLL_AT_MOST
-    )
-    consumer.run()  # its own signal handling: a graceful stop lets running jobs finish
+    # Huey handles the signals: a graceful stop lets the running jobs finish.
+    jobs.consumer_of(app, threads).run()
 
 
 # --- demo -----------------------------------------------------------------------------------

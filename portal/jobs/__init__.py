@@ -19,6 +19,7 @@ from __future__ import annotations
 from portal.jobs.queue import (
     POLL_AT_MOST,
     Job,
+    consumer_of,
     enqueue,
     huey_of,
     init_app,
@@ -31,6 +32,7 @@ from portal.jobs.queue import (
 __all__ = [
     "POLL_AT_MOST",
     "Job",
+    "consumer_of",
     "enqueue",
     "huey_of",
     "init_app",

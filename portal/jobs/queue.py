@@ -120,12 +120,17 @@ def run_now(app: Flask, kind: str, *args: Any) -> None:
         KINDS[kind].func(*args)
 
 
-def start_consumer(app: Flask, workers: int = 2) -> Consumer:
-    """Run this app's jobs in this process: worker threads and the scheduler (for `portal
-    demo`, and `portal worker`, which then waits on it). Call from the main thread."""
-    consumer = _state(app).huey.create_consumer(
+def consumer_of(app: Flask, workers: int) -> Consumer:
+    """A consumer of this app's queue: `workers` threads and the scheduler."""
+    return _state(app).huey.create_consumer(
         workers=workers, worker_type="thread", max_delay=POLL_AT_MOST
     )
+
+
+def start_consumer(app: Flask, workers: int = 2) -> Consumer:
+    """Run this app's jobs in this process beside other work (`portal demo`; `portal worker`
+    runs `consumer_of(...).run()` instead). Call from the main thread."""
+    consumer = consumer_of(app, workers)
     consumer.start()
     return consumer
 

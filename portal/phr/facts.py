@@ -71,7 +71,7 @@ class Folded:
             )
             .order_by(FactItem.position)
         )
-        return [Entry(tuple(ids), tuple(apart or ()), data) for ids, apart, data in rows]
+        return [_entry(*row) for row in rows]
 
     def all(self) -> list[Entry]:
         return self.slice(0, self.total)
@@ -88,7 +88,7 @@ class Folded:
             .where(FactItem.list_id == self.list_id, FactItem.data[name].as_string() == value)
             .order_by(FactItem.position)
         )
-        return [Entry(tuple(ids), tuple(apart or ()), data) for ids, apart, data in rows]
+        return [_entry(*row) for row in rows]
 
     def slices(self, spans: Sequence[tuple[int, int]]) -> list[list[Entry]]:
         """Several slices (start, stop) read in one query: a page showing a few of each of
@@ -107,8 +107,13 @@ class Folded:
             )
             .order_by(FactItem.position)
         )
-        at = {pos: Entry(tuple(ids), tuple(apart or ()), data) for pos, ids, apart, data in rows}
+        at = {pos: _entry(ids, apart, data) for pos, ids, apart, data in rows}
         return [[at[i] for i in range(a, b) if i in at] for a, b in spans]
+
+
+def _entry(ids: list[int], apart: list[int] | None, data: Any) -> Entry:
+    """An entry as its row stores it (JSON lists)."""
+    return Entry(tuple(ids), tuple(apart or ()), data)
 
 
 def folded(
