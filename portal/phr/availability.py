@@ -10,6 +10,7 @@ and "Your clinics" (through `answers`) read their words from here, so they never
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -238,14 +239,35 @@ class SectionState:
 
 def section_state(records: Records, section: str) -> SectionState:
     """The verdict on one section of this record: the one function every page asks."""
+    return section_states(records, [section])[section]
+
+
+def section_states(records: Records, sections: Sequence[str]) -> dict[str, SectionState]:
+    """The verdicts on several sections (a summary's), what each clinic holds of them found in
+    one query."""
     runs = records.latest_runs
     clinics = records.clinics
     no_run = [c.id for c in clinics if c.id not in runs and c.last_synced_at is None]
     stored = records.sources_with(None, no_run) if no_run else frozenset()
-    categories, where = ITEMS.get(section) or (records.categories_of(section), ())
-    present = records.sources_with(categories, where=where)
+    asked = {
+        section: ITEMS.get(section) or (records.categories_of(section), ()) for section in sections
+    }
+    presence = records.sources_with_each(list(asked.values()))
+    return {
+        section: _state(records, section, runs, stored, present)
+        for section, present in zip(asked, presence, strict=True)
+    }
+
+
+def _state(
+    records: Records,
+    section: str,
+    runs: dict[int, SyncRun],
+    stored: frozenset[int],
+    present: frozenset[int],
+) -> SectionState:
     parts = []
-    for connection in clinics:
+    for connection in records.clinics:
         answer = answers(connection, runs.get(connection.id), stored=connection.id in stored)[
             section
         ]

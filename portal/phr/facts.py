@@ -134,6 +134,20 @@ def folded(
 
 # Lists already found by a reader (one request's): its pages ask for some several times.
 _FOUND: weakref.WeakKeyDictionary[Records, dict[str, Folded]] = weakref.WeakKeyDictionary()
+# Every list stored for the record, by digest (id, total), read once per reader: a page asks
+# for several lists, and there are only a few per name (KEEP).
+_LISTS: weakref.WeakKeyDictionary[Records, dict[str, tuple[int, int]]] = weakref.WeakKeyDictionary()
+
+
+def _stored_lists(records: Records) -> dict[str, tuple[int, int]]:
+    if records not in _LISTS:
+        rows = records.session.execute(
+            sa.select(FactList.digest, FactList.id, FactList.total).where(
+                FactList.account_id == records.view.owner.id
+            )
+        )
+        _LISTS[records] = {digest: (list_id, total) for digest, list_id, total in rows}
+    return _LISTS[records]
 
 
 def _folded(
@@ -141,13 +155,16 @@ def _folded(
 ) -> Folded:
     session = records.session
     account_id = records.view.owner.id
-    found = session.execute(
-        sa.select(FactList.id, FactList.total).where(
-            FactList.account_id == account_id, FactList.name == name, FactList.digest == digest
-        )
-    ).first()
+    found = (
+        _stored_lists(records).get(digest)
+        or session.execute(
+            sa.select(FactList.id, FactList.total).where(  # stored since by a concurrent request
+                FactList.account_id == account_id, FactList.name == name, FactList.digest == digest
+            )
+        ).first()
+    )
     if found is not None:
-        return Folded(session, found.id, found.total, None)
+        return Folded(session, found[0], found[1], None)
     entries = tuple(compute())
     _store(session, account_id, name, digest, entries)
     return Folded(session, None, len(entries), entries)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
+from typing import Any
 
+from portal.fhirjson import FhirDecimal
 from portal.phr import facts, measures, merge, ranges, units
 from portal.phr.about_tests import about
 from portal.phr.charts import Chart, Measurement, line_chart
@@ -57,8 +60,17 @@ CHART_POINTS = 30  # the overview charts each test's latest results; its own pag
 RECENT_IN_CARD = 3
 RESULTS_PER_PAGE = 50  # a test's own page lists its results a page at a time
 HISTORY_CHARTED = 200  # and charts its latest this many
-# What counting a test's results and flags reads of each (the rest when a page shows them).
-FLAG_ELEMENTS = (*merge.VALUE_ELEMENTS, "referenceRange", "interpretation")
+# What working out a test's counts, flags and chart reads of each result (the rest when a
+# page shows them).
+STORED_ELEMENTS = (
+    *merge.VALUE_ELEMENTS,
+    "code",
+    "effectiveDateTime",
+    "effectivePeriod",
+    "issued",
+    "referenceRange",
+    "interpretation",
+)
 
 
 @dataclass(frozen=True)
@@ -129,6 +141,7 @@ class _Group:
     latest: str | None  # ISO moment of the latest
     start: int  # where its results start in the stored results
     flagged: int  # results outside the usual range
+    chart: dict[str, Any] | None = None  # its latest CHART_POINTS, charted (a _Chart as JSON)
 
 
 @dataclass(frozen=True)
@@ -150,8 +163,9 @@ def overview(records: Records, page: int = 1, size: int = TESTS_PER_PAGE) -> Lab
     pages = max(1, -(-tests.total // size))
     page = min(max(1, page), pages)
     chosen = [_Group(**e.data) for e in tests.slice((page - 1) * size, page * size)]
-    # Each test's latest results (charted), read in two queries for the whole page.
-    spans = [(g.start, g.start + min(g.count, CHART_POINTS)) for g in chosen]
+    # The charts are stored with the tests; only the few results put into words are read,
+    # in two queries for the whole page.
+    spans = [(g.start, g.start + min(g.count, RECENT_IN_CARD)) for g in chosen]
     slices = results.slices(spans)
     read = {
         f.ids[0]: f for f in merge.read(records, RESULTS, [e for s in slices for e in s], ELEMENTS)
@@ -159,9 +173,29 @@ def overview(records: Records, page: int = 1, size: int = TESTS_PER_PAGE) -> Lab
     built = []
     for g, entries in zip(chosen, slices, strict=True):
         rows = [r for e in entries if (f := read.get(e.ids[0])) for r in f.rows]
-        if rows:
-            built.append(build_test(records, g.key, rows, compact=True, total=g.count))
+        if rows and g.chart is not None:
+            built.append(_charted_test(records, g, rows))
     return LabOverview(Page(built, page, size, tests.total), results.total)
+
+
+def _charted_test(records: Records, group: _Group, rows: list[Row]) -> LabTest:
+    """A test of the overview: its latest results (rows) in words, under the chart of its
+    latest CHART_POINTS stored with the test when the record changed."""
+    rows, also = distinct(records, rows)
+    chart = _Chart.of(group.chart or {})
+    return _test(
+        records,
+        group.key,
+        rows,
+        rows[:RECENT_IN_CARD],
+        also,
+        chart.series,
+        total=group.count,
+        charted=chart.charted,
+        sources=chart.sources,
+        flagged=chart.flagged,
+        compact=True,
+    )
 
 
 def _stored(records: Records) -> tuple[facts.Folded, facts.Folded]:
@@ -183,7 +217,7 @@ def _stored(records: Records) -> tuple[facts.Folded, facts.Folded]:
 
 def _work_out(records: Records) -> tuple[list[facts.Entry], list[facts.Entry]]:
     by_key: dict[str, list[Row]] = {}
-    for row in records.rows(RESULTS, elements=FLAG_ELEMENTS):
+    for row in records.rows(RESULTS, elements=STORED_ELEMENTS):
         by_key.setdefault(test_key(row.code, row.display), []).append(row)
     who = ranges.person(records)
     found: list[tuple[_Group, list[merge.Fact]]] = []
@@ -192,7 +226,9 @@ def _work_out(records: Records) -> tuple[list[facts.Entry], list[facts.Entry]]:
         dated = [f.row.effective_at for f in kept if f.row.effective_at is not None]
         flagged = sum(1 for f in kept if flag_of(f.row, who))
         latest = max(dated).isoformat() if dated else None
-        found.append((_Group(key, len(kept), latest, 0, flagged), kept))
+        charted = [f.row for f in kept[:CHART_POINTS]]
+        chart = _Chart.worked_out(records, charted, who).json()
+        found.append((_Group(key, len(kept), latest, 0, flagged, chart), kept))
     found.sort(key=lambda g: (g[0].latest is None, _sort_moment(g[0].latest)))
     tests: list[facts.Entry] = []
     results: list[facts.Entry] = []
@@ -284,11 +320,80 @@ def result_of(records: Records, row: Row) -> LabResult:
 class _Point:
     """A numeric result in its series' unit, before any words are made of it."""
 
-    row: Row
+    at: datetime | None
+    date: str | None
     value: float
-    flag: Flag | None
+    flag: str | None  # its flag in words ("High"), when it has one
     low: float | None
     high: float | None
+
+    def json(self) -> list[Any]:
+        at = self.at.isoformat() if self.at else None
+        return [at, self.date, _number_json(self.value), self.flag, self.low, self.high]
+
+    @classmethod
+    def of(cls, data: list[Any]) -> _Point:
+        at, date, value, flag, low, high = data
+        moment = datetime.fromisoformat(at) if at else None
+        return cls(moment, date, _number_of(value), flag, low, high)
+
+
+@dataclass(frozen=True)
+class _Series:
+    """A test's numeric results of one kind of unit (convertible into each other), charted in
+    one unit."""
+
+    kind: str
+    unit: str | None
+    count: int
+    points: tuple[_Point, ...]
+
+
+@dataclass(frozen=True)
+class _Chart:
+    """What a test's charts are drawn from: its latest results' points, as stored with the
+    test (JSON) so the overview draws them without reading those results again."""
+
+    series: tuple[_Series, ...]
+    charted: int  # results charted (numeric or not)
+    sources: tuple[str, ...]
+    flagged: int
+
+    @classmethod
+    def worked_out(cls, records: Records, rows: list[Row], who: ranges.Person) -> _Chart:
+        series = _series_of(rows, who)
+        flagged = sum(1 for s in series for p in s.points if p.flag)
+        flagged += sum(1 for r in rows if _kind(r) is None and _other_flag(r, who))
+        sources = tuple(sorted({records.source(r) for r in rows}))
+        return cls(series, len(rows), sources, flagged)
+
+    def json(self) -> dict[str, Any]:
+        return {
+            "series": [
+                {"kind": s.kind, "unit": s.unit, "points": [p.json() for p in s.points]}
+                for s in self.series
+            ],
+            "charted": self.charted,
+            "sources": list(self.sources),
+            "flagged": self.flagged,
+        }
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> _Chart:
+        series = tuple(
+            _Series(s["kind"], s["unit"], len(s["points"]), tuple(map(_Point.of, s["points"])))
+            for s in data.get("series", [])
+        )
+        return cls(series, data["charted"], tuple(data["sources"]), data["flagged"])
+
+
+def _number_json(value: float) -> float | str:
+    """A number for JSON: as the clinic wrote it (its digits, as text) when known."""
+    return value.text if isinstance(value, FhirDecimal) else value
+
+
+def _number_of(value: float | str) -> float:
+    return FhirDecimal(value) if isinstance(value, str) else value
 
 
 def build_test(
@@ -307,53 +412,93 @@ def build_test(
     are only the latest of them.
     """
     rows, also = distinct(records, rows)  # one result sent by two clinics: once
-    who = ranges.person(records)
-    numeric: dict[str, list[Row]] = {}
-    for row in rows:
-        q = row.raw.get("valueQuantity")
-        if isinstance(q, dict) and isinstance(q.get("value"), int | float):
-            numeric.setdefault(measures.lab_kind(row.code, unit_of(q)), []).append(row)
-    worded = rows[:RECENT_IN_CARD] if compact else rows[listed]
+    chart = _Chart.worked_out(records, rows, ranges.person(records))
+    return _test(
+        records,
+        key,
+        rows,
+        rows[:RECENT_IN_CARD] if compact else rows[listed],
+        also,
+        chart.series,
+        total=total if total is not None else len(rows),
+        charted=chart.charted,
+        sources=chart.sources,
+        flagged=chart.flagged,
+        compact=compact,
+    )
+
+
+def _test(
+    records: Records,
+    key: str,
+    rows: list[Row],
+    worded: list[Row],
+    also: dict[int, tuple[str, ...]],
+    series: tuple[_Series, ...],
+    *,
+    total: int,
+    charted: int,
+    sources: tuple[str, ...],
+    flagged: int,
+    compact: bool,
+) -> LabTest:
+    """A test from its rows (newest first; `worded` of them put into words) and its series."""
     name = _name(rows[0])
-    series = []
-    targets: dict[int, str | None] = {}
-    flagged = 0
-    for i, (_, group) in enumerate(sorted(numeric.items(), key=lambda kv: -len(kv[1]))):
-        target = units.preferred_unit([unit_of(r.raw["valueQuantity"]) for r in group])
-        target = measures.lab_unit(group[0].code, target)  # glucose: in the patient's units
-        targets.update((r.id, target) for r in group)
-        points = [_point(r, target, who) for r in group]
-        flagged += sum(1 for p in points if p.flag)
-        label = unit_words(target)
-        series.append(
-            LabSeries(
-                unit=target,
-                unit_label=label,
-                count=len(group),
-                chart=_chart(f"lab-{slug(key)}-{i}", name, label, points, compact=compact),
-            )
-        )
+    target = {s.kind: s.unit for s in series}
 
     def in_words(r: Row) -> LabResult:
-        if r.id in targets:
-            return _result(records, r, targets[r.id], convert=True, also=also)
+        kind = _kind(r)
+        if kind is not None and kind in target:
+            return _result(records, r, target[kind], convert=True, also=also)
         return _result(records, r, own_unit(r), also=also)
 
     results = tuple(in_words(r) for r in worded)
     latest = results[0] if worded and worded[0] is rows[0] else in_words(rows[0])
-    flagged += sum(1 for r in rows if r.id not in targets and _other_flag(r, who))
     return LabTest(
         key=key,
         name=name,
-        count=total if total is not None else len(rows),
-        charted=len(rows),
+        count=total,
+        charted=charted,
         latest=latest,
-        series=tuple(series),
+        series=tuple(
+            LabSeries(
+                unit=s.unit,
+                unit_label=unit_words(s.unit),
+                count=s.count,
+                chart=_chart(
+                    f"lab-{slug(key)}-{i}", name, unit_words(s.unit), s.points, compact=compact
+                ),
+            )
+            for i, s in enumerate(series)
+        ),
         results=results,
-        sources=tuple(sorted({records.source(r) for r in rows})),
+        sources=sources,
         flagged=flagged,
         about=about(rows[0].code),
     )
+
+
+def _kind(row: Row) -> str | None:
+    """The kind of unit of a numeric result (None: not a number)."""
+    q = row.raw.get("valueQuantity")
+    if isinstance(q, dict) and isinstance(q.get("value"), int | float):
+        return measures.lab_kind(row.code, unit_of(q))
+    return None
+
+
+def _series_of(rows: list[Row], who: ranges.Person) -> tuple[_Series, ...]:
+    """The numeric results (rows newest first), one series per kind of unit, most first."""
+    numeric: dict[str, list[Row]] = {}
+    for row in rows:
+        if (kind := _kind(row)) is not None:
+            numeric.setdefault(kind, []).append(row)
+    series = []
+    for kind, group in sorted(numeric.items(), key=lambda kv: -len(kv[1])):
+        target = units.preferred_unit([unit_of(r.raw["valueQuantity"]) for r in group])
+        target = measures.lab_unit(group[0].code, target)  # glucose: in the patient's units
+        points = tuple(_point(r, target, who) for r in group)
+        series.append(_Series(kind, target, len(group), points))
+    return tuple(series)
 
 
 def _other_flag(row: Row, who: ranges.Person) -> Flag | None:
@@ -369,7 +514,8 @@ def _point(row: Row, target: str | None, who: ranges.Person) -> _Point:
     value = value if converted is None else converted
     usual = ranges.usual_range(row.raw, unit_of(q), row.effective_at, who)
     low, high = usual.bounds_in(target) if usual else (None, None)
-    return _Point(row, value, ranges.flag(row.raw, ranges.decimal(q["value"]), usual), low, high)
+    flag = ranges.flag(row.raw, ranges.decimal(q["value"]), usual)
+    return _Point(row.effective_at, _date(row), value, flag.words if flag else None, low, high)
 
 
 def _name(row: Row) -> str:
@@ -449,12 +595,12 @@ def _result(
 
 
 def _chart(
-    chart_id: str, name: str, unit: str, points: list[_Point], *, compact: bool
+    chart_id: str, name: str, unit: str, points: Sequence[_Point], *, compact: bool
 ) -> Chart | None:
     plotted: list[tuple[datetime, _Point]] = []
     for p in points:
-        if p.row.effective_at is not None:
-            plotted.append((p.row.effective_at, p))
+        if p.at is not None:
+            plotted.append((p.at, p))
     if not plotted:
         return None
     ranged = next((p for _, p in plotted if p.low is not None or p.high is not None), None)
@@ -473,9 +619,9 @@ def _chart(
     flagged = sum(1 for m in measurements if m.flagged)
     desc = (
         f"{len(plotted)} result{'s' if len(plotted) != 1 else ''} "
-        f"from {_date(oldest.row)} to {_date(newest.row)}; "
+        f"from {oldest.date} to {newest.date}; "
         f"lowest {number(min(values))}, highest {number(max(values))} {unit}. "
-        f"Latest {number(newest.value)} {unit} on {_date(newest.row)}."
+        f"Latest {number(newest.value)} {unit} on {newest.date}."
     )
     if ranged:
         desc += f" Usual range {_band_words(ranged.low, ranged.high, unit)}."
@@ -500,13 +646,9 @@ def _band_words(low: float | None, high: float | None, unit: str) -> str:
     return f"{number(low or 0)} or more {unit}".strip()
 
 
-def newest_unit(points: list[_Point]) -> str | None:
-    return unit_of(points[0].row.raw["valueQuantity"]) if points else None
-
-
 def _label(p: _Point, unit: str) -> str:
-    flag = f", {p.flag.words.lower()}" if p.flag else ""
-    return f"{number(p.value)} {unit} on {_date(p.row)}{flag}".replace("  ", " ")
+    flag = f", {p.flag.lower()}" if p.flag else ""
+    return f"{number(p.value)} {unit} on {p.date}{flag}".replace("  ", " ")
 
 
 def _date(row: Row) -> str | None:

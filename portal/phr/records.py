@@ -95,12 +95,18 @@ class _Pluck(FunctionElement[Any]):
 _ELEMENT = re.compile(r"^_?[A-Za-z][A-Za-z0-9]*$")
 
 
-def pluck(elements: Sequence[str]) -> _Pluck:
-    """`raw` reduced to `elements` (names are constants of this package, never user input)."""
+@functools.lru_cache(maxsize=256)
+def _plucked(elements: tuple[str, ...]) -> _Pluck:
     for element in elements:
         if not _ELEMENT.match(element):
             raise ValueError(element)
     return _Pluck(FhirRecord.raw, *(sa.literal_column(f"'{e}'") for e in elements))
+
+
+def pluck(elements: Sequence[str]) -> _Pluck:
+    """`raw` reduced to `elements` (names are constants of this package, never user input);
+    built once per set of elements (an expression is immutable)."""
+    return _plucked(tuple(elements))
 
 
 def _names(element: _Pluck) -> tuple[Any, list[str]]:
@@ -396,20 +402,36 @@ class Records:
     ) -> frozenset[int]:
         """The connections (of `ids`, default all) with a visible record of these categories
         (None: of any category) matching `where`: one index probe each, in one query."""
+        return self.sources_with_each([(categories, where)], ids)[0]
+
+    def sources_with_each(
+        self,
+        asked: Sequence[tuple[Sequence[str] | None, Iterable[sa.ColumnElement[bool]]]],
+        ids: Sequence[int] | None = None,
+    ) -> list[frozenset[int]]:
+        """`sources_with` for each (categories, where) asked, all in one query."""
         ids = self.ids if ids is None else [i for i in ids if i in self.sources]
-        if categories is not None:
-            categories = [c for c in categories if self.may_see(c)]
-        if not ids or categories == []:
-            return frozenset()
         visible = sa.or_(FhirRecord.status.is_(None), FhirRecord.status != HIDDEN)
-        probes = []
-        for connection_id in ids:
-            conditions = [FhirRecord.connection_id == connection_id, visible, *where]
+        probes: list[tuple[int, int]] = []  # (question, connection id) of each column
+        columns = []
+        for n, (categories, where) in enumerate(asked):
             if categories is not None:
-                conditions.append(FhirRecord.category.in_(categories))
-            probes.append(sa.exists().where(*conditions).label(f"c{connection_id}"))
-        found = self._execute(sa.select(*probes)).one()
-        return frozenset(i for i, has in zip(ids, found, strict=True) if has)
+                categories = [c for c in categories if self.may_see(c)]
+                if not categories:
+                    continue
+            for connection_id in ids:
+                conditions = [FhirRecord.connection_id == connection_id, visible, *where]
+                if categories is not None:
+                    conditions.append(FhirRecord.category.in_(categories))
+                probes.append((n, connection_id))
+                columns.append(sa.exists().where(*conditions).label(f"q{n}c{connection_id}"))
+        found: list[set[int]] = [set() for _ in asked]
+        if columns:
+            answered = self._execute(sa.select(*columns)).one()
+            for (n, connection_id), has in zip(probes, answered, strict=True):
+                if has:
+                    found[n].add(connection_id)
+        return [frozenset(f) for f in found]
 
     def names(self, rows: Iterable[Row], *elements: str) -> dict[tuple[int, str], str]:
         """Names of the resources that `rows` reference in `elements` (one query for all)."""

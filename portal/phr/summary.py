@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from portal.phr import labs, vitals
-from portal.phr.availability import SectionState
+from portal.phr.availability import SectionState, section_states
 from portal.phr.lists import (
     Allergy,
     Immunization,
@@ -53,8 +53,7 @@ def summary(records: Records, now: datetime) -> Summary:
         immunizations=latest_vaccines,
         immunization_count=doses,
         connected=bool(records.ids),
-        sections={
-            s: records.section(s)
-            for s in ("problems", "medications", "allergies", "vitals", "labs", "immunizations")
-        },
+        sections=section_states(
+            records, ("problems", "medications", "allergies", "vitals", "labs", "immunizations")
+        ),
     )
