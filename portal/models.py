@@ -341,6 +341,16 @@ class MergeSplit(Base):
     created_at: Mapped[created_at]
 
 
+class WriteBackState(StrEnum):
+    """Where an entry sent to a clinic stands (see WriteBack)."""
+
+    QUEUED = "queued"  # to be sent (a job is on its way)
+    SENDING = "sending"  # claimed by a worker, the POST under way
+    SENT = "sent"  # the clinic has it (its id in `server_id`)
+    FAILED = "failed"  # not sent yet: tried again from `next_attempt_at`
+    GAVE_UP = "gave_up"  # refused for good, or too many tries: the patient may try again
+
+
 class WriteBack(Base):
     """One of the patient's entries sent (or to be sent) to one of their clinics.
 
@@ -360,7 +370,17 @@ class WriteBack(Base):
     connection_id: Mapped[int] = mapped_column(
         sa.ForeignKey("ehr_connection.id", ondelete="CASCADE")
     )
-    state: Mapped[str] = mapped_column(sa.String(20), default="queued")
+    state: Mapped[WriteBackState] = mapped_column(
+        sa.Enum(
+            WriteBackState,
+            name="writebackstate",
+            native_enum=False,
+            create_constraint=True,
+            length=20,
+            values_callable=lambda states: [s.value for s in states],
+        ),
+        default=WriteBackState.QUEUED,
+    )
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime | None]
     server_id: Mapped[str | None] = mapped_column(sa.String(64))  # the clinic's id for it

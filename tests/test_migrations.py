@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -10,6 +11,7 @@ from flask import Flask
 from portal.db import Base
 from portal.extensions import db
 from portal.migrate import downgrade, upgrade
+from portal.models import FhirRecord
 from tests.phr import factories as f
 
 
@@ -62,3 +64,24 @@ def test_records_stored_before_0011_get_the_visit_they_were_made_at(app: Flask) 
             conn.execute(sa.text("SELECT resource_id, encounter_ref FROM fhir_record")).all()
         )
     assert found == {"o1": "Encounter/e1", "o2": None}
+
+
+def test_a_write_back_state_outside_the_known_ones_is_refused(app: Flask) -> None:
+    """The migrated schema holds the model's CHECK constraint (states are typed)."""
+    with app.app_context():
+        account = f.make_account(db.session)
+        clinic = f.make_connection(db.session, account)
+        f.add_resources(
+            db.session, clinic, [{"resourceType": "Observation", "id": "o1", "status": "final"}]
+        )
+        db.session.commit()
+        record_id = db.session.scalar(sa.select(FhirRecord.id))
+        insert = sa.text(
+            "INSERT INTO write_back (record_id, connection_id, state, attempts, created_at) "
+            "VALUES (:r, :c, :s, 0, CURRENT_TIMESTAMP)"
+        )
+        db.session.execute(insert, {"r": record_id, "c": clinic.id, "s": "sent"})
+        db.session.rollback()
+        with pytest.raises(sa.exc.IntegrityError):
+            db.session.execute(insert, {"r": record_id, "c": clinic.id, "s": "lost"})
+        db.session.rollback()

@@ -25,6 +25,7 @@ from portal.db import transaction, utcnow
 from portal.extensions import db
 from portal.jobs import job
 from portal.models import Account, EhrConnection, FhirRecord, WriteBack
+from portal.models import WriteBackState as State
 from portal.phr.classify import codes_of
 from portal.phr.entries import service, shapes
 from portal.smart.errors import ConnectionUnavailable, EhrUnavailable, FhirRequestError, SmartError
@@ -47,7 +48,6 @@ WORDS = {
 RETRY_DELAYS = (60, 300, 1800, 7200, 21600)  # seconds after the 1st, 2nd, ... failure
 MAX_ATTEMPTS = 8
 STUCK = timedelta(minutes=5)  # a send claimed longer ago than this was cut off: due again
-DUE_STATES = ("queued", "failed", "sending")
 
 
 class NotAllowed(Exception):
@@ -62,7 +62,7 @@ class Target:
     clinic: str
     can_send: bool
     why_not: str | None
-    state: str | None  # queued | sending | sent | failed | gave_up | None (never sent)
+    state: State | None  # None: never sent
     server_id: str | None
     error: str | None
     next_attempt_at: datetime | None
@@ -117,14 +117,29 @@ def targets(session: Session, account: Account, record: FhirRecord) -> list[Targ
                 server_id=w.server_id if w else None,
                 error=w.error if w else None,
                 next_attempt_at=w.next_attempt_at if w else None,
-                changed_since=bool(w and w.state == "sent" and w.version_sent != record.version_id),
+                changed_since=bool(
+                    w and w.state is State.SENT and w.version_sent != record.version_id
+                ),
             )
         )
     return out
 
 
-def queue(session: Session, account: Account, record_id: int, connection_id: int) -> WriteBack:
-    """Mark an entry to be sent to a clinic (again, after an edit or a failure)."""
+@dataclass(frozen=True)
+class Queued:
+    """What asking to send an entry did: `fresh` when it is now queued (a job is to be
+    enqueued), else why nothing was done (`already`, in words)."""
+
+    writeback: WriteBack
+    fresh: bool
+    already: str | None = None
+
+
+def queue(session: Session, account: Account, record_id: int, connection_id: int) -> Queued:
+    """Mark an entry to be sent to a clinic (the first time, or again after a failure).
+
+    Sent is sent: an entry the clinic has (or that is on its way, a stale second tab's
+    "Send again") is not queued again, and a retry keeps its count of attempts."""
     record = service.entry_of(session, account, record_id)
     if shapes.is_deleted(record.raw):
         raise NotAllowed("A deleted entry is not sent anywhere.")
@@ -135,20 +150,24 @@ def queue(session: Session, account: Account, record_id: int, connection_id: int
     if reason is not None:
         raise NotAllowed(reason)
     found = session.scalar(
-        sa.select(WriteBack).where(
-            WriteBack.record_id == record_id, WriteBack.connection_id == connection_id
-        )
+        sa.select(WriteBack)
+        .where(WriteBack.record_id == record_id, WriteBack.connection_id == connection_id)
+        .with_for_update()  # two tabs at once: one queues it, the other sees it queued
     )
+    clinic = connection.source_name
+    if found is not None and found.state is State.SENT:
+        return Queued(found, False, f"{clinic} already has it.")
+    if found is not None and found.state in (State.QUEUED, State.SENDING):
+        return Queued(found, False, f"It is already being sent to {clinic}.")
     if found is None:
         found = WriteBack(record_id=record_id, connection_id=connection_id, attempts=0)
         session.add(found)
-    found.state = "queued"
+    found.state = State.QUEUED
     found.error = None
     found.next_attempt_at = None
-    found.attempts = 0
     found.updated_at = utcnow()
     session.flush()
-    return found
+    return Queued(found, True)
 
 
 def for_clinic(raw: dict[str, Any], own: str, clinic_patient: str) -> dict[str, Any]:
@@ -183,7 +202,7 @@ def condition_of(raw: dict[str, Any]) -> str:
 
 def send(
     factory: sessionmaker[Session], writeback_id: int, settings: SmartSettings | None = None
-) -> str | None:
+) -> State | None:
     """Send one queued write-back; returns its state after (None: someone else has it)."""
     settings = resolve(settings)
     now = utcnow()
@@ -193,11 +212,11 @@ def send(
             .where(
                 WriteBack.id == writeback_id,
                 sa.or_(
-                    WriteBack.state.in_(("queued", "failed")),
-                    sa.and_(WriteBack.state == "sending", WriteBack.updated_at < now - STUCK),
+                    WriteBack.state.in_((State.QUEUED, State.FAILED)),
+                    sa.and_(WriteBack.state == State.SENDING, WriteBack.updated_at < now - STUCK),
                 ),
             )
-            .values(state="sending", updated_at=now, attempts=WriteBack.attempts + 1)
+            .values(state=State.SENDING, updated_at=now, attempts=WriteBack.attempts + 1)
             .execution_options(synchronize_session=False)
         )
         if claimed.rowcount != 1:  # type: ignore[attr-defined]  # CursorResult has rowcount
@@ -216,7 +235,7 @@ def send(
         connection_id = connection.id
     if deleted:  # deleted after it was queued: what the patient took back is never sent
         return _finish(
-            factory, writeback_id, "gave_up", error="You deleted it, so it was not sent."
+            factory, writeback_id, State.GAVE_UP, error="You deleted it, so it was not sent."
         )
     try:
         with settings.http_client() as http:
@@ -234,40 +253,41 @@ def send(
             getattr(exc, "status_code", None),
         )
         return _finish(factory, writeback_id, state, error=error, retry_at=retry)
-    return _finish(factory, writeback_id, "sent", server_id=server_id, version=version)
+    return _finish(factory, writeback_id, State.SENT, server_id=server_id, version=version)
 
 
-def _failure(exc: SmartError, clinic: str, attempts: int) -> tuple[str, str, datetime | None]:
+def _failure(exc: SmartError, clinic: str, attempts: int) -> tuple[State, str, datetime | None]:
     """(state, words, when to try again) for a failed send."""
     if isinstance(exc, ConnectionUnavailable):
-        return "failed", f"Your connection to {clinic} has ended: connect again, then retry.", None
+        ended = f"Your connection to {clinic} has ended: connect again, then retry."
+        return State.FAILED, ended, None
     status = getattr(exc, "status_code", None)
     if isinstance(exc, EhrUnavailable) or (isinstance(exc, FhirRequestError) and status is None):
         if attempts >= MAX_ATTEMPTS:
-            return "gave_up", f"{clinic} could not be reached after {attempts} tries.", None
+            return State.GAVE_UP, f"{clinic} could not be reached after {attempts} tries.", None
         delay = RETRY_DELAYS[min(attempts - 1, len(RETRY_DELAYS) - 1)]
         return (
-            "failed",
+            State.FAILED,
             f"{clinic} could not be reached. The portal will try again.",
             utcnow() + timedelta(seconds=delay),
         )
     if status == 403:
-        return "gave_up", f"{clinic} refused it: this app may no longer add that there.", None
+        return State.GAVE_UP, f"{clinic} refused it: this app may no longer add that there.", None
     if status == 412:
-        return "gave_up", f"{clinic} holds more than one entry that looks like this one.", None
-    return "gave_up", f"{clinic} could not accept it (it answered {status}).", None
+        return State.GAVE_UP, f"{clinic} holds more than one entry that looks like this one.", None
+    return State.GAVE_UP, f"{clinic} could not accept it.", None
 
 
 def _finish(
     factory: sessionmaker[Session],
     writeback_id: int,
-    state: str,
+    state: State,
     *,
     error: str | None = None,
     retry_at: datetime | None = None,
     server_id: str | None = None,
     version: str | None = None,
-) -> str:
+) -> State:
     with transaction(factory) as session:
         wb = session.get(WriteBack, writeback_id)
         if wb is None:  # the entry or the connection was deleted meanwhile
@@ -276,7 +296,7 @@ def _finish(
         wb.error = error
         wb.next_attempt_at = retry_at
         wb.updated_at = utcnow()
-        if state == "sent":
+        if state is State.SENT:
             wb.server_id = (server_id or "")[:64] or None
             wb.version_sent = version
     return state
@@ -290,9 +310,9 @@ def due(session: Session, now: datetime | None = None) -> list[int]:
             sa.select(WriteBack.id)
             .where(
                 sa.or_(
-                    WriteBack.state == "queued",
-                    sa.and_(WriteBack.state == "failed", WriteBack.next_attempt_at <= now),
-                    sa.and_(WriteBack.state == "sending", WriteBack.updated_at < now - STUCK),
+                    WriteBack.state == State.QUEUED,
+                    sa.and_(WriteBack.state == State.FAILED, WriteBack.next_attempt_at <= now),
+                    sa.and_(WriteBack.state == State.SENDING, WriteBack.updated_at < now - STUCK),
                 )
             )
             .order_by(WriteBack.id)
@@ -302,7 +322,7 @@ def due(session: Session, now: datetime | None = None) -> list[int]:
 
 def run_due(
     factory: sessionmaker[Session], settings: SmartSettings | None = None
-) -> dict[int, str | None]:
+) -> dict[int, State | None]:
     """Try every due write-back once (the `portal sync` sweep)."""
     with factory() as session:
         ids = due(session)

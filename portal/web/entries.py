@@ -165,8 +165,11 @@ def send(record_id: int, connection_id: int) -> Response:
     except writeback.NotAllowed as exc:
         flash(str(exc))
         return redirect(url_for("entries.show", record_id=record_id))
-    jobs.later("writeback.send", queued.id)
-    flash("Sending it to your clinic. This page shows how it went.")
+    if queued.fresh:
+        jobs.later("writeback.send", queued.writeback.id)
+        flash("Sending it to your clinic. This page shows how it went.")
+    else:  # a stale page's button: it was sent (or is being sent) already
+        flash(queued.already or "")
     return redirect(url_for("entries.show", record_id=record_id))
 
 

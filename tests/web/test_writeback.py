@@ -269,3 +269,92 @@ def test_an_entry_deleted_before_it_went_is_never_sent(
     assert list(writeback.run_due(factory, smart).values()) == ["gave_up"]
     assert state(factory, entry_id).error == "You deleted it, so it was not sent."
     assert at_ehr(faults, identifier) == []
+
+
+def fhir_posts(recorder: Recorder) -> list[Any]:
+    return [r for r in recorder.requests if r.method == "POST" and "/fhir/" in r.url.path]
+
+
+@pytest.mark.usefixtures("synchronous")
+def test_send_again_from_a_stale_page_does_not_post_it_again(
+    conn: int,
+    client: FlaskClient,
+    factory: sessionmaker[Session],
+    live_ehr: LiveEhr,
+    recorder: Recorder,
+) -> None:
+    """Two tabs show "Send to Riverside"; the first sends it. The second's button (and a
+    second click while it is on its way) says so, and nothing reaches the clinic again."""
+    account_id = sign_in(factory, client, conn)
+    entry_id = blood_pressure(factory, account_id)
+    assert client.post(f"/entries/{entry_id}/send/{conn}").status_code == 302
+    sent = state(factory, entry_id)
+    assert sent.state == "sent" and sent.attempts == 1
+    recorder.requests.clear()
+    answer = client.post(f"/entries/{entry_id}/send/{conn}", follow_redirects=True)
+    assert f"{CLINIC} already has it." in answer.text
+    assert fhir_posts(recorder) == []
+    again = state(factory, entry_id)
+    assert (again.state, again.attempts, again.server_id) == ("sent", 1, sent.server_id)
+    # On its way (claimed by a worker): a second click queues nothing more.
+    with transaction(factory) as session:
+        session.execute(sa.update(WriteBack).values(state="sending", updated_at=datetime.now(UTC)))
+    answer = client.post(f"/entries/{entry_id}/send/{conn}", follow_redirects=True)
+    assert f"It is already being sent to {CLINIC}." in answer.text
+    assert fhir_posts(recorder) == []
+    assert len(at_ehr(live_ehr, identifier_of(factory, account_id, entry_id))) == 1
+
+
+@pytest.mark.usefixtures("synchronous")
+def test_trying_again_after_a_failure_keeps_the_count_of_attempts(
+    conn: int,
+    client: FlaskClient,
+    factory: sessionmaker[Session],
+    faults: LiveEhr,
+    smart: SmartSettings,
+) -> None:
+    account_id = sign_in(factory, client, conn)
+    entry_id = blood_pressure(factory, account_id)
+    faults.set_fault("unavailable", value=0, remaining=2 * smart.max_attempts)
+    client.post(f"/entries/{entry_id}/send/{conn}")
+    assert (state(factory, entry_id).state, state(factory, entry_id).attempts) == ("failed", 1)
+    page = client.get(f"/entries/{entry_id}").text
+    assert "Send again" in page
+    client.post(f"/entries/{entry_id}/send/{conn}")  # the patient's "Send again"
+    failed = state(factory, entry_id)
+    assert (failed.state, failed.attempts) == ("failed", 2)
+    faults.clear_faults()
+    client.post(f"/entries/{entry_id}/send/{conn}")
+    sent = state(factory, entry_id)
+    assert (sent.state, sent.attempts) == ("sent", 3)
+    assert len(at_ehr(faults, identifier_of(factory, account_id, entry_id))) == 1
+
+
+def test_the_send_job_delivered_twice_sends_once(
+    conn: int,
+    client: FlaskClient,
+    portal: Flask,
+    factory: sessionmaker[Session],
+    live_ehr: LiveEhr,
+    smart: SmartSettings,
+    recorder: Recorder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The queue delivers a job at least once: the same `writeback.send` job run twice (a
+    worker killed after the POST, before the job was acknowledged) posts once."""
+    from portal import jobs
+    from portal.smart.settings import EXTENSION
+
+    enqueued: list[tuple[str, tuple[Any, ...]]] = []
+    monkeypatch.setattr(queue, "enqueue", lambda app, kind, *args: enqueued.append((kind, args)))
+    monkeypatch.setitem(portal.extensions, EXTENSION, smart)
+    account_id = sign_in(factory, client, conn)
+    entry_id = blood_pressure(factory, account_id)
+    client.post(f"/entries/{entry_id}/send/{conn}")
+    assert [kind for kind, _ in enqueued] == ["writeback.send"]
+    recorder.requests.clear()
+    jobs.run_now(portal, "writeback.send", *enqueued[0][1])
+    jobs.run_now(portal, "writeback.send", *enqueued[0][1])
+    assert len(fhir_posts(recorder)) == 1
+    assert state(factory, entry_id).state == "sent"
+    assert len(at_ehr(live_ehr, identifier_of(factory, account_id, entry_id))) == 1
