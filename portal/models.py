@@ -124,8 +124,8 @@ class EhrConnection(Base):
     access_token_enc: Mapped[str | None] = mapped_column(sa.Text)
     refresh_token_enc: Mapped[str | None] = mapped_column(sa.Text)
     token_expires_at: Mapped[datetime | None]
-    # Single-flight refresh: whoever sets this lease refreshes; others wait and reload.
-    refresh_lock_until: Mapped[datetime | None]
+    # Single-flight refresh: whoever holds this lease refreshes; others wait and reload.
+    refresh_lease_at: Mapped[datetime | None]  # when it was taken (portal.leases)
     need_patient_banner: Mapped[bool] = mapped_column(default=True)
     smart_style_url: Mapped[str | None] = mapped_column(sa.String(500))
     encounter_id: Mapped[str | None] = mapped_column(sa.String(64))
@@ -184,6 +184,16 @@ class OAuthTransaction(Base):
     used_at: Mapped[datetime | None]
 
 
+class SyncStatus(StrEnum):
+    """Where a sync run stands (see SyncRun)."""
+
+    QUEUED = "queued"  # waiting for a worker
+    RUNNING = "running"  # a worker holds its lease (heartbeat_at, lease_owner)
+    COMPLETE = "complete"  # every search answered
+    INCOMPLETE = "incomplete"  # ended with some of it: what arrived is kept
+    FAILED = "failed"  # ended with nothing new
+
+
 class SyncRun(Base):
     """One fetch of a connection's record. State lives here, so any worker can show or resume it."""
 
@@ -194,8 +204,17 @@ class SyncRun(Base):
     connection_id: Mapped[int] = mapped_column(
         sa.ForeignKey("ehr_connection.id", ondelete="CASCADE")
     )
-    # queued | running | complete | incomplete | failed
-    status: Mapped[str] = mapped_column(sa.String(20), default="queued")
+    status: Mapped[SyncStatus] = mapped_column(
+        sa.Enum(
+            SyncStatus,
+            name="syncstatus",
+            native_enum=False,
+            create_constraint=True,
+            length=20,
+            values_callable=lambda states: [s.value for s in states],
+        ),
+        default=SyncStatus.QUEUED,
+    )
     created_at: Mapped[created_at]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]

@@ -11,7 +11,7 @@ from flask import Flask
 from portal.db import Base
 from portal.extensions import db
 from portal.migrate import downgrade, upgrade
-from portal.models import FhirRecord
+from portal.models import FhirRecord, WriteBack
 from tests.phr import factories as f
 
 
@@ -48,6 +48,11 @@ def test_records_stored_before_0011_get_the_visit_they_were_made_at(app: Flask) 
             "encounter": {"reference": "Encounter/e1"},
         }
         f.add_resources(db.session, clinic, [result, {**result, "id": "o2", "encounter": {}}])
+        record_id = db.session.scalar(
+            sa.select(FhirRecord.id).where(FhirRecord.resource_id == "o1")
+        )
+        assert record_id is not None
+        db.session.add(WriteBack(record_id=record_id, connection_id=clinic.id, state="sent"))
         db.session.commit()
         db.session.close()
     engine = db.engine(app)
@@ -64,6 +69,9 @@ def test_records_stored_before_0011_get_the_visit_they_were_made_at(app: Flask) 
             conn.execute(sa.text("SELECT resource_id, encounter_ref FROM fhir_record")).all()
         )
     assert found == {"o1": "Encounter/e1", "o2": None}
+    # SQLite copies a table to alter it: nothing that references it went with the old copy.
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT state FROM write_back")).scalars().all() == ["sent"]
 
 
 def test_a_write_back_state_outside_the_known_ones_is_refused(app: Flask) -> None:

@@ -1,7 +1,7 @@
 """The token store: EHR connections with encrypted tokens, refresh, disconnect.
 
-Refresh is single-flight per connection across threads and processes: whoever sets the
-connection's `refresh_lock_until` lease (an atomic UPDATE ... WHERE the lease is free)
+Refresh is single-flight per connection across threads and processes: whoever takes the
+connection's refresh lease (portal.leases: an atomic UPDATE ... WHERE the lease has lapsed)
 refreshes; the others wait and re-read. A rotated refresh token replaces the old one in the
 same UPDATE that checks the old one is still there, so a refresh token is never used twice.
 """
@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from portal.db import transaction, utcnow
+from portal.leases import Lease
 from portal.models import Account, EhrConnection, EhrServer, OAuthTransaction
 from portal.smart.crypto import TokenKeyError
 from portal.smart.errors import (
@@ -131,7 +132,7 @@ def connect(
     connection.access_token_enc = cipher.encrypt(result.access_token)
     connection.refresh_token_enc = cipher.encrypt_optional(result.refresh_token)
     connection.token_expires_at = result.expires_at
-    connection.refresh_lock_until = None
+    connection.refresh_lease_at = None
     connection.need_patient_banner = result.need_patient_banner
     connection.smart_style_url = result.smart_style_url
     connection.encounter_id = result.encounter
@@ -220,8 +221,9 @@ def current_token(
                 if not usable:
                     _mark_reconnect(session, conn, "no refresh token and the access token expired")
             else:
-                lease_until = utcnow() + timedelta(seconds=settings.refresh_lease)
-                claimed = _claim_lease(session, connection_id, lease_until, conn.refresh_token_enc)
+                claimed = take_refresh_lease(
+                    session, connection_id, conn.refresh_token_enc, settings
+                )
             seen_refresh = conn.refresh_token_enc
             ehr = conn.server
         if usable:
@@ -253,28 +255,23 @@ def _expired(expires_at: datetime | None) -> bool:
     return expires_at is not None and expires_at <= utcnow()
 
 
-def _claim_lease(session: Session, connection_id: int, until: datetime, seen_refresh: str) -> bool:
-    """Take the refresh lease, only if the refresh token is still the one we read.
+def _lease(settings: SmartSettings) -> Lease:
+    """A connection's refresh lease: one refresh at a time spends the refresh token."""
+    return Lease(EhrConnection.refresh_lease_at, settings.refresh_lease)
 
-    Without that condition a worker that read the row just before another worker rotated
-    the token (and freed the lease) would spend the old, already used refresh token.
-    """
-    now = utcnow()
-    claimed = session.execute(
-        sa.update(EhrConnection)
-        .where(
-            EhrConnection.id == connection_id,
-            EhrConnection.status == "active",
-            EhrConnection.refresh_token_enc == seen_refresh,
-            sa.or_(
-                EhrConnection.refresh_lock_until.is_(None),
-                EhrConnection.refresh_lock_until < now,
-            ),
-        )
-        .values(refresh_lock_until=until)
-        .execution_options(synchronize_session=False)
+
+def take_refresh_lease(
+    session: Session, connection_id: int, seen_refresh: str, settings: SmartSettings
+) -> bool:
+    """Take the refresh lease, only if the refresh token is still the one we read: a worker
+    that read the row just before another rotated it (and ended the lease) would spend an
+    already used refresh token."""
+    return _lease(settings).take(
+        session,
+        EhrConnection.id == connection_id,
+        EhrConnection.status == "active",
+        EhrConnection.refresh_token_enc == seen_refresh,
     )
-    return bool(claimed.rowcount == 1)  # type: ignore[attr-defined]  # CursorResult has rowcount
 
 
 def _refresh(
@@ -303,15 +300,15 @@ def _refresh(
                 oauth_error=exc.oauth_error,
                 http_status=exc.http_status,
             ).at(ehr.id, ehr.name) from None
-        _release(session_factory, connection_id)
+        _release(session_factory, connection_id, settings)
         raise
     except (httpx.HTTPError, ValueError, TokenKeyError):
-        _release(session_factory, connection_id)
+        _release(session_factory, connection_id, settings)
         raise EhrUnavailable(
             f"refresh of connection {connection_id} failed", step=Step.REFRESH
         ) from None
     except BaseException:
-        _release(session_factory, connection_id)
+        _release(session_factory, connection_id, settings)
         raise
     return _store_refreshed(session_factory, connection_id, seen_refresh, token, settings)
 
@@ -329,7 +326,7 @@ def _store_refreshed(
     values: dict[str, Any] = {
         "access_token_enc": cipher.encrypt(token["access_token"]),
         "token_expires_at": expiry(token, now),
-        "refresh_lock_until": None,
+        "refresh_lease_at": None,
         "updated_at": now,  # with token_expires_at: the new token's lifetime (refresh_at)
     }
     if isinstance(new_refresh, str) and new_refresh:
@@ -363,14 +360,11 @@ def _store_refreshed(
     return AccessToken(token["access_token"], expires_at, refresh_at(expires_at, now, settings))
 
 
-def _release(session_factory: sessionmaker[Session], connection_id: int) -> None:
+def _release(
+    session_factory: sessionmaker[Session], connection_id: int, settings: SmartSettings
+) -> None:
     with transaction(session_factory) as session:
-        session.execute(
-            sa.update(EhrConnection)
-            .where(EhrConnection.id == connection_id)
-            .values(refresh_lock_until=None)
-            .execution_options(synchronize_session=False)
-        )
+        _lease(settings).end(session, EhrConnection.id == connection_id)
 
 
 def _mark_reconnect(session: Session, conn: EhrConnection, why: str) -> None:
@@ -379,7 +373,7 @@ def _mark_reconnect(session: Session, conn: EhrConnection, why: str) -> None:
     conn.access_token_enc = None
     conn.refresh_token_enc = None
     conn.token_expires_at = None
-    conn.refresh_lock_until = None
+    conn.refresh_lease_at = None
     conn.updated_at = utcnow()
     log.warning("connection %s needs reconnecting: %s", conn.id, why)
 
@@ -462,7 +456,7 @@ def disconnect(
     connection.access_token_enc = None
     connection.refresh_token_enc = None
     connection.token_expires_at = None
-    connection.refresh_lock_until = None
+    connection.refresh_lease_at = None
     connection.status = "disconnected"
     connection.updated_at = utcnow()
     session.flush()

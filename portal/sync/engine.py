@@ -26,7 +26,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
 from functools import cache
 from typing import Any
 
@@ -35,7 +34,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from portal.db import transaction, utcnow
-from portal.models import EhrConnection, FhirRecord, SyncRun
+from portal.leases import Lease
+from portal.models import EhrConnection, FhirRecord, SyncRun, SyncStatus
 from portal.smart.errors import (
     ConnectionUnavailable,
     EhrUnavailable,
@@ -61,7 +61,7 @@ from portal.sync.store import Checked, prepare_page, quarantine, upsert_records
 
 log = logging.getLogger(__name__)
 
-ACTIVE = ("queued", "running")
+ACTIVE = (SyncStatus.QUEUED, SyncStatus.RUNNING)
 STORE_FAILED = (
     "The portal could not store your records; nothing is lost at your clinic. Try again later."
 )
@@ -133,11 +133,13 @@ def enqueue(session: Session, connection_id: int) -> SyncRun:
         return existing
     last_complete = session.scalar(
         sa.select(SyncRun.started_at)
-        .where(SyncRun.connection_id == connection_id, SyncRun.status == "complete")
+        .where(SyncRun.connection_id == connection_id, SyncRun.status == SyncStatus.COMPLETE)
         .order_by(SyncRun.started_at.desc())
         .limit(1)
     )
-    run = SyncRun(connection_id=connection_id, status="queued", progress={}, since=last_complete)
+    run = SyncRun(
+        connection_id=connection_id, status=SyncStatus.QUEUED, progress={}, since=last_complete
+    )
     session.add(run)
     session.flush()
     log.info("sync run %s queued for connection %s", run.id, connection_id)
@@ -154,33 +156,26 @@ def latest_run(session: Session, connection_id: int) -> SyncRun | None:
     )
 
 
+def lease(seconds: float) -> Lease:
+    """A run's lease: its worker's heartbeat (portal.leases)."""
+    return Lease(SyncRun.heartbeat_at, seconds, SyncRun.lease_owner)
+
+
 def claim(session: Session, run_id: int, owner: str, lease_seconds: int) -> bool:
-    """Atomically take a queued run (or one whose lease expired); True if we got it."""
+    """Atomically take a queued run (or one whose worker died); True if we got it."""
     now = utcnow()
-    expired = now - timedelta(seconds=lease_seconds)
-    taken = session.execute(
-        sa.update(SyncRun)
-        .where(
-            SyncRun.id == run_id,
-            sa.or_(
-                SyncRun.status == "queued",
-                sa.and_(
-                    SyncRun.status == "running",
-                    sa.or_(SyncRun.heartbeat_at.is_(None), SyncRun.heartbeat_at < expired),
-                ),
-            ),
-        )
-        .values(
-            status="running",
-            lease_owner=owner,
-            heartbeat_at=now,
-            started_at=now,
-            finished_at=None,
-            error=None,
-        )
-        .execution_options(synchronize_session=False)
+    return lease(lease_seconds).take(
+        session,
+        SyncRun.id == run_id,
+        SyncRun.status.in_(ACTIVE),
+        free=SyncRun.status == SyncStatus.QUEUED,
+        owner=owner,
+        now=now,
+        status=SyncStatus.RUNNING,
+        started_at=now,
+        finished_at=None,
+        error=None,
     )
-    return bool(taken.rowcount == 1)  # type: ignore[attr-defined]  # CursorResult has rowcount
 
 
 def run(
@@ -204,7 +199,7 @@ def run(
         return runner.execute()
     except Exception:
         log.exception("sync run %s crashed", run_id)
-        _finish(session_factory, run_id, owner, "failed", None, CRASHED)
+        _finish(session_factory, run_id, owner, SyncStatus.FAILED, None, CRASHED)
         raise
 
 
@@ -305,8 +300,7 @@ class _Runner:
 
     def execute(self) -> str:
         if self.unavailable is not None:
-            self._final("failed", self.unavailable)
-            return "failed"
+            return self._final(SyncStatus.FAILED, self.unavailable)
         searches = plan(
             self.granted, self.patient_id, since=self.since, page_size=self.settings.page_size
         )
@@ -648,17 +642,14 @@ class _Runner:
     ) -> None:
         with transaction(self.sf) as session:
             _write_records(session, self.connection_id, self.run_id, rows, quarantined)
-            beat = session.execute(
-                sa.update(SyncRun)
-                .where(
-                    SyncRun.id == self.run_id,
-                    SyncRun.lease_owner == self.owner,
-                    SyncRun.status == "running",
-                )
-                .values(progress=progress, heartbeat_at=utcnow())
-                .execution_options(synchronize_session=False)
+            beat = lease(self.settings.lease_seconds).renew(
+                session,
+                SyncRun.id == self.run_id,
+                SyncRun.status == SyncStatus.RUNNING,
+                owner=self.owner,
+                progress=progress,
             )
-            if beat.rowcount != 1:  # type: ignore[attr-defined]  # CursorResult has rowcount
+            if not beat:
                 raise _LeaseLost
 
     def progress(self) -> dict[str, Any]:
@@ -685,11 +676,11 @@ class _Runner:
         failed = [s for s in self.states.values() if s.error or not s.done]
         fetched = sum(s.fetched for s in self.states.values())
         if self.writer_error:
-            status, error = "failed", STORE_FAILED
+            status, error = SyncStatus.FAILED, STORE_FAILED
         elif not failed and not self.stop.is_set():
-            status, error = "complete", None
+            status, error = SyncStatus.COMPLETE, None
         else:
-            status = "incomplete" if fetched else "failed"
+            status = SyncStatus.INCOMPLETE if fetched else SyncStatus.FAILED
             error = self._explain(failed, fetched)
         status = self._final(status, error)
         log.info(
@@ -714,7 +705,7 @@ class _Runner:
         labels = list(dict.fromkeys(s.search.label for s in failed))
         return reasons.run_error(reason, labels, fetched > 0)
 
-    def _final(self, status: str, error: str | None) -> str:
+    def _final(self, status: SyncStatus, error: str | None) -> SyncStatus:
         """End the run, storing what the writer had left in the same transaction; returns
         the status it ended with."""
         rows, quarantined = self._leftover
@@ -732,7 +723,7 @@ class _Runner:
             if not rows and not quarantined:
                 raise
             log.exception("sync run %s: storing failed", self.run_id)
-            status, error = "failed", STORE_FAILED
+            status, error = SyncStatus.FAILED, STORE_FAILED
             _finish(self.sf, self.run_id, self.owner, status, self.progress(), error)
         return status
 
@@ -759,7 +750,7 @@ def _finish(
     session_factory: sessionmaker[Session],
     run_id: int,
     owner: str,
-    status: str,
+    status: SyncStatus,
     progress: dict[str, Any] | None,
     error: str | None,
     *,
@@ -771,23 +762,25 @@ def _finish(
     values: dict[str, Any] = {
         "status": status,
         "finished_at": now,
-        "heartbeat_at": now,
+        "heartbeat_at": now,  # its last sign of life: the status alone says it ended
         "error": error,
     }
     if progress is not None:
         values["progress"] = progress
     with transaction(session_factory) as session:
-        done = session.execute(
-            sa.update(SyncRun)
-            .where(SyncRun.id == run_id, SyncRun.lease_owner == owner, SyncRun.status == "running")
-            .values(**values)
-            .execution_options(synchronize_session=False)
+        done = lease(0).end(
+            session,
+            SyncRun.id == run_id,
+            SyncRun.status == SyncStatus.RUNNING,
+            owner=owner,
+            keep_stamp=True,
+            **values,
         )
-        if done.rowcount != 1:  # type: ignore[attr-defined]  # CursorResult has rowcount
+        if not done:
             return  # another worker has it: what this one fetched is not stored
         if records is not None:
             _write_records(session, records[0], run_id, records[1], records[2])
-        if status == "complete":
+        if status is SyncStatus.COMPLETE:
             connection_id = session.scalar(
                 sa.select(SyncRun.connection_id).where(SyncRun.id == run_id)
             )

@@ -17,10 +17,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from portal.db import utcnow
 from portal.extensions import db
 from portal.jobs import job
-from portal.models import SyncRun
+from portal.models import SyncRun, SyncStatus
 from portal.smart.settings import EXTENSION, SmartSettings
 from portal.smart.settings import init_app as init_smart
-from portal.sync.engine import SyncSettings, new_owner, run
+from portal.sync.engine import SyncSettings, lease, new_owner, run
 
 log = logging.getLogger(__name__)
 
@@ -80,16 +80,10 @@ def runnable_runs(
         .where(
             sa.or_(
                 sa.and_(
-                    SyncRun.status == "queued",
+                    SyncRun.status == SyncStatus.QUEUED,
                     SyncRun.created_at <= now - timedelta(seconds=queued_for),
                 ),
-                sa.and_(
-                    SyncRun.status == "running",
-                    sa.or_(
-                        SyncRun.heartbeat_at.is_(None),
-                        SyncRun.heartbeat_at < now - timedelta(seconds=lease_seconds),
-                    ),
-                ),
+                sa.and_(SyncRun.status == SyncStatus.RUNNING, lease(lease_seconds).lapsed(now)),
             )
         )
         .order_by(SyncRun.id)

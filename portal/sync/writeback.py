@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from portal.db import transaction, utcnow
 from portal.extensions import db
 from portal.jobs import job
+from portal.leases import Lease
 from portal.models import Account, EhrConnection, FhirRecord, WriteBack
 from portal.models import WriteBackState as State
 from portal.phr.classify import codes_of
@@ -48,6 +49,8 @@ WORDS = {
 RETRY_DELAYS = (60, 300, 1800, 7200, 21600)  # seconds after the 1st, 2nd, ... failure
 MAX_ATTEMPTS = 8
 STUCK = timedelta(minutes=5)  # a send claimed longer ago than this was cut off: due again
+# A send's lease: stamped when claimed (a POST takes seconds; one that long was cut off).
+LEASE = Lease(WriteBack.updated_at, STUCK.total_seconds())
 
 
 class NotAllowed(Exception):
@@ -207,19 +210,16 @@ def send(
     settings = resolve(settings)
     now = utcnow()
     with transaction(factory) as session:
-        claimed = session.execute(
-            sa.update(WriteBack)
-            .where(
-                WriteBack.id == writeback_id,
-                sa.or_(
-                    WriteBack.state.in_((State.QUEUED, State.FAILED)),
-                    sa.and_(WriteBack.state == State.SENDING, WriteBack.updated_at < now - STUCK),
-                ),
-            )
-            .values(state=State.SENDING, updated_at=now, attempts=WriteBack.attempts + 1)
-            .execution_options(synchronize_session=False)
+        claimed = LEASE.take(
+            session,
+            WriteBack.id == writeback_id,
+            WriteBack.state.in_((State.QUEUED, State.FAILED, State.SENDING)),
+            free=WriteBack.state.in_((State.QUEUED, State.FAILED)),
+            now=now,
+            state=State.SENDING,
+            attempts=WriteBack.attempts + 1,
         )
-        if claimed.rowcount != 1:  # type: ignore[attr-defined]  # CursorResult has rowcount
+        if not claimed:
             return None
         wb = session.get(WriteBack, writeback_id)
         assert wb is not None
@@ -312,7 +312,7 @@ def due(session: Session, now: datetime | None = None) -> list[int]:
                 sa.or_(
                     WriteBack.state == State.QUEUED,
                     sa.and_(WriteBack.state == State.FAILED, WriteBack.next_attempt_at <= now),
-                    sa.and_(WriteBack.state == State.SENDING, WriteBack.updated_at < now - STUCK),
+                    sa.and_(WriteBack.state == State.SENDING, LEASE.lapsed(now)),
                 )
             )
             .order_by(WriteBack.id)

@@ -164,7 +164,7 @@ def test_token_expiring_soon_is_refreshed_first_and_rotated(
     new_access, new_refresh = plain_tokens(smart, after)
     assert new_access == fresh and new_refresh and new_refresh != old_refresh
     assert after.token_expires_at and after.token_expires_at > utcnow() + timedelta(minutes=30)
-    assert after.refresh_lock_until is None and after.status == "active"
+    assert after.refresh_lease_at is None and after.status == "active"
     assert fhir_status(live_ehr, fresh) == 200
     # The old refresh token is spent at the EHR and never sent again by us.
     with pytest.raises(TokenError) as spent:
@@ -409,8 +409,7 @@ def test_the_refresh_lease_is_not_taken_with_a_rotated_refresh_token(
     factory, ehr, browser: Browser, smart: SmartSettings, live_ehr: LiveEhr
 ) -> None:
     """A worker that read the row before another rotated the token must not refresh with it."""
-    from portal.db import utcnow
-    from portal.smart.tokens import _claim_lease
+    from portal.smart.tokens import take_refresh_lease
 
     connection_id = connected(factory, ehr, browser, live_ehr, smart)
     with factory() as session:
@@ -423,7 +422,7 @@ def test_the_refresh_lease_is_not_taken_with_a_rotated_refresh_token(
         settings=smart,
     )
     with factory() as session, session.begin():
-        assert not _claim_lease(session, connection_id, utcnow(), old)
+        assert not take_refresh_lease(session, connection_id, old, smart)
         current = session.get(EhrConnection, connection_id).refresh_token_enc
         assert current != old
-        assert _claim_lease(session, connection_id, utcnow(), current)
+        assert take_refresh_lease(session, connection_id, current, smart)
