@@ -25,6 +25,7 @@ from portal.jobs.queue import (
     init_app,
     job,
     later,
+    periodic_kinds,
     run_now,
     start_consumer,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "init_app",
     "job",
     "later",
+    "periodic_kinds",
     "run_now",
     "start_consumer",
 ]

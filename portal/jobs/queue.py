@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
 from flask import Flask, current_app
-from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey
+from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey, crontab
 from huey.consumer import Consumer
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,7 @@ class Job:
     retries: int = 0
     delay: float = 0
     backoff: float = 1.0
+    every_minute: bool = False  # periodic: each consumer's scheduler enqueues it every minute
 
 
 # Every kind declared (by the modules that do the work), registered on each app's queue.
@@ -36,14 +37,21 @@ KINDS: dict[str, Job] = {}
 
 
 def job(
-    kind: str, *, retries: int = 0, delay: float = 0, backoff: float = 1.0
+    kind: str,
+    *,
+    retries: int = 0,
+    delay: float = 0,
+    backoff: float = 1.0,
+    every_minute: bool = False,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """Declare `func` as the job `kind` (it stays a plain function, callable directly)."""
+    """Declare `func` as the job `kind` (it stays a plain function, callable directly);
+    `every_minute`: a periodic job, of no arguments, that Huey's scheduler enqueues (in every
+    consumer: `portal worker`, the demo's), so it must be safe to run several at once."""
 
     def declare(func: Callable[P, R]) -> Callable[P, R]:
         if kind in KINDS and KINDS[kind].func is not func:
             raise ValueError(f"job kind {kind!r} is declared twice")
-        KINDS[kind] = Job(kind, func, retries, delay, backoff)
+        KINDS[kind] = Job(kind, func, retries, delay, backoff, every_minute)
         return func
 
     return declare
@@ -88,6 +96,8 @@ def _register(app: Flask, huey: Huey, kind: Job) -> Any:
             kind.func(*args)
 
     run.__name__ = kind.kind
+    if kind.every_minute:
+        return huey.periodic_task(crontab(minute="*"), retries=kind.retries, name=kind.kind)(run)
     return huey.task(
         retries=kind.retries,
         retry_delay=kind.delay,
@@ -96,11 +106,16 @@ def _register(app: Flask, huey: Huey, kind: Job) -> Any:
     )(run)
 
 
-def enqueue(app: Flask, kind: str, *args: Any) -> None:
-    """Put a job on the queue now (callers inside a request use `later`)."""
+def enqueue(app: Flask, kind: str, *args: Any, delay: float | None = None) -> None:
+    """Put a job on the queue now, or to run `delay` seconds from now (callers inside a
+    request use `later`)."""
     if kind not in KINDS:
         raise KeyError(f"no job kind {kind!r}")
-    _state(app).tasks[kind](*args)
+    task = _state(app).tasks[kind]
+    if delay:
+        task.schedule(args, delay=delay)
+    else:
+        task(*args)
 
 
 def later(kind: str, *args: Any) -> None:
@@ -112,6 +127,11 @@ def later(kind: str, *args: Any) -> None:
         raise KeyError(f"no job kind {kind!r}")
     app = current_app._get_current_object()  # type: ignore[attr-defined]  # the proxied app
     db.after_commit(lambda: enqueue(app, kind, *args))
+
+
+def periodic_kinds() -> list[str]:
+    """The periodic jobs declared (`every_minute`)."""
+    return sorted(k.kind for k in KINDS.values() if k.every_minute)
 
 
 def run_now(app: Flask, kind: str, *args: Any) -> None:

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import cache
 from typing import Any
 
@@ -66,6 +67,9 @@ STORE_FAILED = (
     "The portal could not store your records; nothing is lost at your clinic. Try again later."
 )
 CRASHED = "The update stopped on a problem in the portal itself. Try again later."
+# A running run whose worker has not beaten this long (its heartbeat is every second) is
+# dead to someone asking for an update: it starts again at once.
+DEAD_AFTER = 10.0
 REFERENCE_BATCH = 50  # ids per `_id` search of referenced resources
 MAX_REFERENCE_READS = 200  # when only read (not search) is granted
 
@@ -77,7 +81,7 @@ class SyncSettings:
     smart: SmartSettings
     max_connections: int = 6
     page_size: int = 200
-    lease_seconds: int = 60
+    lease_seconds: int = 30  # a run whose worker died is taken over after this (a sweep)
     heartbeat_seconds: float = 1.0
     # Records and progress are written at most this often (and when `store_rows` records
     # wait, when a section completes though not twice within `section_seconds`, and at the
@@ -130,6 +134,14 @@ def enqueue(session: Session, connection_id: int) -> SyncRun:
         .limit(1)
     )
     if existing is not None:
+        if existing.status is SyncStatus.RUNNING and _silent(existing, DEAD_AFTER):
+            # Its worker died (no heartbeat for ten beats): asked again, start it again now
+            # rather than after its lease. Were that worker only stalled, its next beat
+            # finds the run taken and it stops (portal.leases).
+            existing.status = SyncStatus.QUEUED
+            existing.lease_owner = None
+            existing.heartbeat_at = None
+            log.info("sync run %s had stopped; queued again", existing.id)
         return existing
     last_complete = session.scalar(
         sa.select(SyncRun.started_at)
@@ -144,6 +156,12 @@ def enqueue(session: Session, connection_id: int) -> SyncRun:
     session.flush()
     log.info("sync run %s queued for connection %s", run.id, connection_id)
     return run
+
+
+def _silent(run: SyncRun, seconds: float) -> bool:
+    """Whether a run's worker has not beaten for `seconds`."""
+    beat = run.heartbeat_at
+    return beat is None or beat < utcnow() - timedelta(seconds=seconds)
 
 
 def latest_run(session: Session, connection_id: int) -> SyncRun | None:

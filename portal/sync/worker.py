@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from portal.db import utcnow
 from portal.extensions import db
-from portal.jobs import job
+from portal.jobs import enqueue, job
 from portal.models import SyncRun, SyncStatus
 from portal.smart.settings import EXTENSION, SmartSettings
 from portal.smart.settings import init_app as init_smart
@@ -35,7 +35,7 @@ def sync_settings(app: Flask) -> SyncSettings:
         smart=smart,
         max_connections=int(config.get("SYNC_MAX_CONNECTIONS", 6)),
         page_size=int(config.get("SYNC_PAGE_SIZE", 200)),
-        lease_seconds=int(config.get("SYNC_LEASE_SECONDS", 60)),
+        lease_seconds=int(config.get("SYNC_LEASE_SECONDS", 30)),
         fetch_references=bool(config.get("SYNC_FETCH_REFERENCES", True)),
         max_pages_per_search=int(config["SYNC_MAX_PAGES_PER_SEARCH"]),
         max_records_per_run=int(config["SYNC_MAX_RECORDS_PER_RUN"]),
@@ -71,7 +71,7 @@ def run_queued(run_id: int) -> None:
 
 
 def runnable_runs(
-    session: Session, *, lease_seconds: int = 60, queued_for: float = 0.0
+    session: Session, *, lease_seconds: int = 30, queued_for: float = 0.0
 ) -> list[int]:
     """Runs nobody is running: queued (for at least `queued_for` s) or with an expired lease."""
     now = utcnow()
@@ -108,3 +108,43 @@ def run_pending(
     for run_id in ids[:limit] if limit else ids:
         results[run_id] = run(factory, run_id, new_owner(), settings=settings)
     return results
+
+
+# The sweep: what no job is carrying any more (a worker died holding it, or a job was lost
+# with a Redis restart) is put on the queue again. Every minute from each consumer's
+# scheduler, and again 20 and 40 s later: a run whose worker died is taken over within a
+# lease (30 s) and a sweep of its end. Claims decide who runs what, so sweeping twice (two
+# workers' schedulers) runs nothing twice.
+SWEEP_AGAIN = (20, 40)
+QUEUED_FOR = 30.0  # seconds a queued run waits for its own job before the sweep sends another
+
+
+@job("sync.sweep", every_minute=True)
+def sweep_every_minute() -> None:
+    app = current_app._get_current_object()  # type: ignore[attr-defined]  # the proxied app
+    sweep(app)
+    for delay in SWEEP_AGAIN:
+        enqueue(app, "sync.sweep-again", delay=delay)
+
+
+@job("sync.sweep-again")
+def sweep_again() -> None:
+    sweep(current_app._get_current_object())  # type: ignore[attr-defined]  # the proxied app
+
+
+def sweep(app: Flask) -> tuple[list[int], list[int]]:
+    """Enqueue a job for every sync run nobody is running and every write-back due (new,
+    due a retry, or cut off); returns (run ids, write-back ids)."""
+    from portal.sync import writeback
+
+    settings = sync_settings(app)
+    with db.sessionmaker(app)() as session:
+        runs = runnable_runs(session, lease_seconds=settings.lease_seconds, queued_for=QUEUED_FOR)
+        sends = writeback.due(session)
+    for run_id in runs:
+        enqueue(app, "sync.run", run_id)
+    for writeback_id in sends:
+        enqueue(app, "writeback.send", writeback_id)
+    if runs or sends:
+        log.info("sweep: %d sync runs and %d entries put on the queue again", len(runs), len(sends))
+    return runs, sends
