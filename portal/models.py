@@ -33,6 +33,18 @@ class EhrServer(Base):
     updated_at: Mapped[datetime | None]
 
 
+def states(kind: type[StrEnum], length: int = 20) -> sa.Enum:
+    """A typed state column: stored as its value (a VARCHAR) under a CHECK constraint named
+    after the enum (`syncstatus`), the same on SQLite and PostgreSQL."""
+    return sa.Enum(
+        kind,
+        native_enum=False,
+        create_constraint=True,
+        length=length,
+        values_callable=lambda members: [m.value for m in members],
+    )
+
+
 class UnitSystem(StrEnum):
     """The units a person reads weight, height, temperature and glucose in."""
 
@@ -56,15 +68,7 @@ class Account(Base):
     created_at: Mapped[created_at]
     last_login_at: Mapped[datetime | None]
     # How the record is shown to this person (None: the portal's defaults; portal.accounts.shown).
-    units: Mapped[UnitSystem | None] = mapped_column(
-        sa.Enum(
-            UnitSystem,
-            native_enum=False,
-            create_constraint=True,
-            length=10,
-            values_callable=lambda systems: [s.value for s in systems],
-        )
-    )
+    units: Mapped[UnitSystem | None] = mapped_column(states(UnitSystem, length=10))
     time_zone: Mapped[str | None] = mapped_column(sa.String(64))  # IANA, e.g. America/Chicago
     # The person chose the zone on the account page: a browser's zone at sign-in no longer
     # replaces it.
@@ -204,17 +208,7 @@ class SyncRun(Base):
     connection_id: Mapped[int] = mapped_column(
         sa.ForeignKey("ehr_connection.id", ondelete="CASCADE")
     )
-    status: Mapped[SyncStatus] = mapped_column(
-        sa.Enum(
-            SyncStatus,
-            name="syncstatus",
-            native_enum=False,
-            create_constraint=True,
-            length=20,
-            values_callable=lambda states: [s.value for s in states],
-        ),
-        default=SyncStatus.QUEUED,
-    )
+    status: Mapped[SyncStatus] = mapped_column(states(SyncStatus), default=SyncStatus.QUEUED)
     created_at: Mapped[created_at]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
@@ -390,15 +384,7 @@ class WriteBack(Base):
         sa.ForeignKey("ehr_connection.id", ondelete="CASCADE")
     )
     state: Mapped[WriteBackState] = mapped_column(
-        sa.Enum(
-            WriteBackState,
-            name="writebackstate",
-            native_enum=False,
-            create_constraint=True,
-            length=20,
-            values_callable=lambda states: [s.value for s in states],
-        ),
-        default=WriteBackState.QUEUED,
+        states(WriteBackState), default=WriteBackState.QUEUED
     )
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime | None]
@@ -431,15 +417,7 @@ class BrowserSession(Base):
 
     id: Mapped[intpk]
     sid_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
-    kind: Mapped[SessionKind] = mapped_column(
-        sa.Enum(
-            SessionKind,
-            native_enum=False,
-            create_constraint=True,
-            length=20,
-            values_callable=lambda kinds: [k.value for k in kinds],
-        )
-    )
+    kind: Mapped[SessionKind] = mapped_column(states(SessionKind))
     account_id: Mapped[int | None] = mapped_column(sa.ForeignKey("account.id", ondelete="CASCADE"))
     # A launch session's clinic: the one connection it may read.
     connection_id: Mapped[int | None] = mapped_column(

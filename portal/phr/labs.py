@@ -174,15 +174,14 @@ def overview(records: Records, page: int = 1, size: int = TESTS_PER_PAGE) -> Lab
     for g, entries in zip(chosen, slices, strict=True):
         rows = [r for e in entries if (f := read.get(e.ids[0])) for r in f.rows]
         if rows and g.chart is not None:
-            built.append(_charted_test(records, g, rows))
+            built.append(_charted_test(records, g, _Chart.of(g.chart), rows))
     return LabOverview(Page(built, page, size, tests.total), results.total)
 
 
-def _charted_test(records: Records, group: _Group, rows: list[Row]) -> LabTest:
+def _charted_test(records: Records, group: _Group, chart: _Chart, rows: list[Row]) -> LabTest:
     """A test of the overview: its latest results (rows) in words, under the chart of its
     latest CHART_POINTS stored with the test when the record changed."""
     rows, also = distinct(records, rows)
-    chart = _Chart.of(group.chart or {})
     return _test(
         records,
         group.key,

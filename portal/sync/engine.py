@@ -26,7 +26,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
 from functools import cache
 from typing import Any
 
@@ -134,13 +133,19 @@ def enqueue(session: Session, connection_id: int) -> SyncRun:
         .limit(1)
     )
     if existing is not None:
-        if existing.status is SyncStatus.RUNNING and _silent(existing, DEAD_AFTER):
-            # Its worker died (no heartbeat for ten beats): asked again, start it again now
-            # rather than after its lease. Were that worker only stalled, its next beat
-            # finds the run taken and it stops (portal.leases).
-            existing.status = SyncStatus.QUEUED
-            existing.lease_owner = None
-            existing.heartbeat_at = None
+        dead = lease(DEAD_AFTER)
+        # Its worker died (no heartbeat for ten beats): asked again, start it again now
+        # rather than after its lease. Were that worker only stalled, its next beat finds
+        # the run taken and it stops.
+        if existing.status is SyncStatus.RUNNING and dead.end(
+            session,
+            SyncRun.id == existing.id,
+            SyncRun.status == SyncStatus.RUNNING,
+            dead.lapsed(),
+            status=SyncStatus.QUEUED,
+            lease_owner=None,
+        ):
+            session.refresh(existing)
             log.info("sync run %s had stopped; queued again", existing.id)
         return existing
     last_complete = session.scalar(
@@ -156,12 +161,6 @@ def enqueue(session: Session, connection_id: int) -> SyncRun:
     session.flush()
     log.info("sync run %s queued for connection %s", run.id, connection_id)
     return run
-
-
-def _silent(run: SyncRun, seconds: float) -> bool:
-    """Whether a run's worker has not beaten for `seconds`."""
-    beat = run.heartbeat_at
-    return beat is None or beat < utcnow() - timedelta(seconds=seconds)
 
 
 def latest_run(session: Session, connection_id: int) -> SyncRun | None:

@@ -108,6 +108,11 @@ def at_ehr(live: LiveEhr, identifier: str) -> list[dict[str, Any]]:
     ]
 
 
+def fhir_posts(recorder: Recorder) -> list[Any]:
+    """What the portal POSTed to the clinic's FHIR API."""
+    return [r for r in recorder.requests if r.method == "POST" and "/fhir/" in r.url.path]
+
+
 def state(factory: sessionmaker[Session], record_id: int) -> WriteBack:
     with factory() as session:
         found = session.scalar(sa.select(WriteBack).where(WriteBack.record_id == record_id))
@@ -221,7 +226,7 @@ def test_without_a_create_grant_nothing_is_offered_or_sent(
     recorder.requests.clear()
     answer = client.post(f"/entries/{entry_id}/send/{conn}", follow_redirects=True)
     assert "did not allow this app to add readings" in answer.text
-    assert not [r for r in recorder.requests if r.method == "POST" and "/fhir/" in r.url.path]
+    assert fhir_posts(recorder) == []
     with factory() as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(WriteBack)) == 0
 
@@ -269,10 +274,6 @@ def test_an_entry_deleted_before_it_went_is_never_sent(
     assert list(writeback.run_due(factory, smart).values()) == ["gave_up"]
     assert state(factory, entry_id).error == "You deleted it, so it was not sent."
     assert at_ehr(faults, identifier) == []
-
-
-def fhir_posts(recorder: Recorder) -> list[Any]:
-    return [r for r in recorder.requests if r.method == "POST" and "/fhir/" in r.url.path]
 
 
 @pytest.mark.usefixtures("synchronous")
