@@ -70,3 +70,38 @@ def test_record_a_blood_pressure_and_see_it_next_to_the_clinics(demo: Demo, page
     expect(warfarin.get_by_text("Also reported by You.")).to_be_visible()
     warfarin.scroll_into_view_if_needed()
     screenshot(page, "medications-merged-with-own")
+
+
+def test_a_stale_tab_does_not_send_an_entry_twice(demo: Demo, page: Page) -> None:
+    """An entry's page open in two tabs: the first sends it to the clinic; the second tab's
+    button, pressed later, says the clinic has it and sends nothing more."""
+    sign_up(page, demo, "twotabs@example.org")
+    connect(page, demo, "Riverside General Hospital", "christin")
+    wait_for_sync(page, demo)
+    page.goto(f"{demo.portal}/entries/new/weight")
+    page.get_by_label("Weight").fill("71")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_contain_text("Saved")
+    page.goto(f"{demo.portal}/records/vitals")
+    page.locator("#vital-weight tr.reading.mine").get_by_role("link", name="Change").click()
+    entry = page.url.split("/edit")[0].rstrip("/")
+    page.goto(entry)
+    stale = page.context.new_page()
+    stale.goto(entry)
+    send = "Send to Riverside General Hospital"
+    page.get_by_role("button", name=send).click()
+    expect(page.get_by_role("status")).to_contain_text("Sending it to your clinic.")
+    target = page.locator("li.target")
+    for _ in range(60):  # the demo's worker sends it in the background
+        if "sent." in (target.text_content() or ""):
+            break
+        page.wait_for_timeout(500)
+        page.reload()
+    expect(target).to_contain_text("Riverside General Hospital: sent.")
+    stale.get_by_role("button", name=send).click()
+    expect(stale.get_by_role("status")).to_contain_text(
+        "Riverside General Hospital already has it."
+    )
+    expect(stale.locator("li.target")).to_contain_text("sent.")
+    expect(stale.get_by_role("button", name=send)).to_have_count(0)
+    screenshot(stale, "entry-sent-from-a-stale-tab")
